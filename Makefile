@@ -1,0 +1,36 @@
+# Two commands do all set-up on a fresh clone:
+#   make run    installs the app's requirements into .venv and starts it on http://127.0.0.1:7860
+#   make test   installs the test tools (and Debian's chromium if missing) and runs every test
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+
+.PHONY: run test venv dev-deps browser lint bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade --quiet pip
+
+venv: $(PY)
+	$(PY) -m pip install --quiet -r requirements.txt
+
+dev-deps: $(PY)
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+
+browser:
+	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium fonts-dejavu-core >/dev/null)
+
+run: venv
+	$(PY) app.py
+
+test: dev-deps browser
+	$(PY) -m pytest -q
+
+lint: dev-deps
+	$(PY) -m ruff check .
+
+bench: venv
+	$(PY) -m playground bench --device cpu --quick
+
+clean:
+	rm -rf .pytest_cache .ruff_cache test-artifacts

@@ -1,0 +1,64 @@
+"""Device, dtype, autocast and seeding: the one place that decides where tensors live.
+
+`pick_device()` prefers cuda > mps > cpu unless `PLAYGROUND_DEVICE` (or the argument) forces one.
+Nothing else in the project calls `.cuda()`; code takes the device from here or from its inputs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+
+import torch
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "float64": torch.float64}
+
+
+def pick_device(prefer: str | None = None) -> torch.device:
+    """The device to run on: `prefer` or $PLAYGROUND_DEVICE if given (`cpu`, `cuda`, `cuda:1`, `mps`), else the best."""
+    choice = prefer or os.environ.get("PLAYGROUND_DEVICE") or "auto"
+    if choice == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    device = torch.device(choice)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {choice!r} asked for, but CUDA is not available on this machine")
+    return device
+
+
+def parse_dtype(name: str | torch.dtype) -> torch.dtype:
+    if isinstance(name, torch.dtype):
+        return name
+    if name not in DTYPES:
+        raise ValueError(f"unknown dtype {name!r}; choose one of {sorted(DTYPES)}")
+    return DTYPES[name]
+
+
+def supports_bf16(device: torch.device) -> bool:
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu"
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    """bf16/fp16 autocast on `device`, or a no-op context for float32/None."""
+    if dtype is None or dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python and torch (all devices); return a CPU generator seeded the same for sampling."""
+    random.seed(seed)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def describe(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return device.type

@@ -1,0 +1,71 @@
+"""Every bound that keeps a shared CPU Space alive, in one place (documented in the README).
+
+Each can be raised for a private machine with an environment variable of the same name prefixed
+`PLAYGROUND_` (e.g. `PLAYGROUND_MAX_TRAIN_STEPS=5000`).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_text_chars: int = 100_000  # any text box (tokenize, cross-entropy, prompts)
+    max_train_text_chars: int = 2_000_000  # pasted or uploaded training text / tokenizer training text
+    max_eval_tokens: int = 1024  # tokens scored in the cross-entropy table
+    max_train_steps: int = 2000  # steps in one training burst
+    max_train_seconds: float = 120.0  # seconds in one training burst
+    max_new_tokens: int = 512  # tokens per generated answer
+    max_answers: int = 4  # answers per sampling request
+    max_orpo_steps: int = 50  # ORPO steps on one example
+    max_vocab_size: int = 16_000  # a tokenizer trained in the app
+    max_model_params: int = 200_000_000  # Hub models loaded on a CPU machine
+    max_train_params: int = 30_000_000  # models trained in the app
+    max_download_bytes: int = 1_000_000_000  # a Hub download
+    session_ttl_seconds: int = 3600  # per-user state (trained model, optimizer) lives this long
+    max_upload_bytes: int = 100_000_000  # an uploaded checkpoint or text file
+
+
+def _from_env() -> Limits:
+    values = {}
+    for f in fields(Limits):
+        raw = os.environ.get(f"PLAYGROUND_{f.name.upper()}")
+        if raw is not None:
+            values[f.name] = type(f.default)(raw)
+    return Limits(**values)
+
+
+LIMITS = _from_env()
+
+
+def check_text(text: str, what: str = "text", limit: int | None = None) -> str:
+    """Return `text` if it is non-empty and within the limit, else raise ValueError saying which."""
+    limit = LIMITS.max_text_chars if limit is None else limit
+    if text is None or not str(text).strip():
+        raise ValueError(f"The {what} is empty: type or paste some text first.")
+    if len(text) > limit:
+        raise ValueError(f"The {what} has {len(text):,} characters; the limit here is {limit:,}.")
+    return text
+
+
+def check_int(value, what: str, lo: int, hi: int) -> int:
+    """An integer in [lo, hi] from a UI number (which may be float, NaN or None), else ValueError."""
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{what} must be a number, got {value!r}.") from None
+    if f != f or not lo <= f <= hi or f != int(f):
+        raise ValueError(f"{what} must be a whole number from {lo} to {hi}, got {value!r}.")
+    return int(f)
+
+
+def check_float(value, what: str, lo: float, hi: float) -> float:
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{what} must be a number, got {value!r}.") from None
+    if f != f or not lo <= f <= hi:
+        raise ValueError(f"{what} must be between {lo} and {hi}, got {value!r}.")
+    return f

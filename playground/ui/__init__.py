@@ -1,0 +1,43 @@
+"""The Gradio app: one tab per lesson. The only package of the project that imports gradio.
+
+Each tab module exposes `build(ctx)`, called inside the app's `gr.Tabs()`; it lays out its widgets
+and wires its events to thin handlers over `playground.*`.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import gradio as gr
+
+from playground.ui.common import CSS, THEME, TabContext, new_session
+
+# Tab modules in the order learners meet them: text -> tokens -> loss -> training -> sampling -> alignment.
+TABS = [
+    "tokenize_tab",
+]
+
+
+def build_app() -> gr.Blocks:
+    with gr.Blocks(title="LLM Playground", analytics_enabled=False) as demo:
+        gr.HTML(
+            "<div class='pg-header'><h1>LLM Playground</h1>"
+            "<p>Build a language model step by step: tokens, loss, training, sampling, alignment.</p></div>"
+        )
+        session = gr.State(value=new_session(), time_to_live=_ttl())
+        ctx = TabContext(demo=demo, session=session)
+        with gr.Tabs(elem_id="pg-tabs"):
+            for name in TABS:
+                importlib.import_module(f"playground.ui.{name}").build(ctx)
+    return demo
+
+
+def launch_kwargs() -> dict:
+    """What `launch()` takes besides the server address (which Gradio reads from GRADIO_SERVER_NAME/PORT)."""
+    return {"theme": THEME, "css": CSS, "show_error": True}
+
+
+def _ttl() -> int:
+    from playground.limits import LIMITS
+
+    return LIMITS.session_ttl_seconds

@@ -1,0 +1,148 @@
+"""Helpers every tab shares: theme, lesson panel, error handling, model choices and the shared model cache."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import gradio as gr
+
+from playground import ASSETS, LESSONS
+
+log = logging.getLogger(__name__)
+
+THEME = gr.themes.Soft(
+    primary_hue="indigo",
+    secondary_hue="amber",
+    font=["DejaVu Sans", "Helvetica", "Arial", "sans-serif"],
+    font_mono=["DejaVu Sans Mono", "Menlo", "monospace"],
+)
+CSS = (ASSETS / "style.css").read_text(encoding="utf-8") if (ASSETS / "style.css").exists() else ""
+LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": "$", "display": False}]
+
+TRAINED = "my model (Train tab)"  # the choice that means "the model this learner trained in this session"
+
+
+@dataclass
+class TabContext:
+    demo: gr.Blocks
+    session: gr.State  # per-user dict (see new_session), shared by every tab
+
+
+def new_session() -> dict[str, Any]:
+    """Per-user state: what this learner trained or changed. Deep-copied by gradio for each session."""
+    return {"trained": None, "train_run": None, "orpo_model": None, "tokenizers": {}}
+
+
+# ---------------------------------------------------------------------------------------------- lessons
+def lesson(name: str, open: bool = True) -> gr.Accordion:
+    """The tab's lesson (lessons/<name>.md) in a collapsible panel, LaTeX rendered."""
+    text = (LESSONS / f"{name}.md").read_text(encoding="utf-8")
+    with gr.Accordion("Lesson", open=open, elem_classes=["pg-lesson"]) as acc:
+        gr.Markdown(text, latex_delimiters=LATEX, elem_classes=["pg-lesson-text"])
+    return acc
+
+
+# ----------------------------------------------------------------------------------------------- errors
+USER_ERRORS = (ValueError, FileNotFoundError, PermissionError, KeyError, OSError, RuntimeError)
+
+
+def friendly(fn):
+    """Turn bad-input errors raised by `playground.*` into a `gr.Error` the learner reads in the UI.
+
+    ValueError and friends carry a message written for people; anything else is logged with its stack
+    trace server-side and shown as a short apology, never as a trace.
+    """
+
+    def _raise(exc: BaseException):
+        if isinstance(exc, gr.Error):
+            raise exc
+        if isinstance(exc, USER_ERRORS):
+            raise gr.Error(_message(exc)) from exc
+        log.exception("unexpected error in %s", fn.__name__)
+        raise gr.Error(f"Something went wrong ({type(exc).__name__}). The server keeps running; try again.") from exc
+
+    if _is_generator(fn):
+
+        @functools.wraps(fn)
+        def gen_wrapper(*args, **kwargs):
+            try:
+                yield from fn(*args, **kwargs)
+            except Exception as exc:  # noqa: BLE001 - converted for the UI
+                _raise(exc)
+
+        return gen_wrapper
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - converted for the UI
+            _raise(exc)
+
+    return wrapper
+
+
+def _message(exc: BaseException) -> str:
+    msg = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+    return msg[:500] or type(exc).__name__
+
+
+def _is_generator(fn) -> bool:
+    import inspect
+
+    return inspect.isgeneratorfunction(fn)
+
+
+# ------------------------------------------------------------------------------------------------ models
+_CACHE: dict[str, Any] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def shared_bundle(source: str):
+    """A read-only model bundle loaded once and shared by every user (never train it in place)."""
+    from playground import checkpoints
+
+    key = source.strip()
+    with _CACHE_LOCK:
+        if key not in _CACHE:
+            bundle = checkpoints.load(key)
+            bundle.model.eval()
+            _CACHE[key] = bundle
+            if len(_CACHE) > 6:  # keep memory bounded on a small Space: forget the oldest Hub model
+                _CACHE.pop(next(iter(_CACHE)))
+        return _CACHE[key]
+
+
+def resolve_bundle(source: str, session: dict | None):
+    """The bundle a model dropdown means: this learner's trained model, or a shared one by name / path / Hub id."""
+    if not source or not str(source).strip():
+        raise ValueError("Choose a model first.")
+    if source == TRAINED:
+        bundle = (session or {}).get("trained")
+        if bundle is None:
+            raise ValueError("You have not trained a model in this session yet: run a burst in the Train tab first.")
+        return bundle
+    return shared_bundle(source)
+
+
+def model_choices(kinds: tuple[str, ...] = ("gpt", "llama"), trained: bool = True) -> list[str]:
+    from playground import checkpoints
+
+    names = [name for name, meta in checkpoints.BUNDLED.items() if meta["arch"] in kinds]
+    return names + ([TRAINED] if trained else [])
+
+
+def model_picker(label: str = "Model", value: str | None = None, kinds=("gpt", "llama"), trained=True, **kw):
+    choices = model_choices(kinds, trained)
+    return gr.Dropdown(
+        choices=choices,
+        value=value or (choices[0] if choices else None),
+        label=label,
+        allow_custom_value=True,
+        info="A bundled model, your trained one, a local folder, or a Hub id such as HuggingFaceTB/SmolLM2-135M",
+        **kw,
+    )

@@ -23,6 +23,11 @@ THEME = gr.themes.Soft(
 CSS = (ASSETS / "style.css").read_text(encoding="utf-8") if (ASSETS / "style.css").exists() else ""
 LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": "$", "display": False}]
 
+# Event queues. A 2-vCPU Space: heavy events (training, generation, ORPO steps) share one queue with a small
+# limit; light ones (tokenize, tables) run several at once. Use as `btn.click(..., **HEAVY)`.
+HEAVY = {"concurrency_id": "heavy", "concurrency_limit": 2}
+LIGHT = {"concurrency_limit": 8}
+
 TRAINED = "my model (Train tab)"  # the choice that means "the model this learner trained in this session"
 
 

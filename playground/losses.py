@@ -1,0 +1,178 @@
+"""Losses, in nats per token: cross-entropy three ways (naive by hand, log-sum-exp by hand, PyTorch) and ORPO.
+
+Notation: B batch, T positions, V vocabulary size. Logits are raw scores `z` of shape [..., V]; targets are
+token ids of shape [...]. For one position with target y,
+
+    p(y) = exp(z_y) / sum_j exp(z_j)          (softmax)
+    -log p(y) = logsumexp(z) - z_y             (the same number, computed without ever forming exp(z_j))
+
+and the cross-entropy loss is the mean of -log p(y) over the positions that count (targets != ignore_index).
+
+Sections: `# ---- cross-entropy` (the Cross-entropy tab, training) and `# ---- ORPO` (the alignment tab).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+# ---------------------------------------------------------------------------------------------- cross-entropy
+IGNORE_INDEX = -100  # PyTorch's default: targets equal to this are left out of the mean (padding, prompts)
+BREAK_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def _flatten(
+    logits: torch.Tensor, targets: torch.Tensor, ignore_index: int = IGNORE_INDEX
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Check shapes and ids (ids equal to ignore_index are allowed) and flatten to logits [N, V], targets [N]."""
+    if logits.dim() < 1 or logits.shape[:-1] != targets.shape:
+        raise ValueError(
+            f"logits {tuple(logits.shape)} must be targets {tuple(targets.shape)} plus a vocabulary dimension"
+        )
+    if not logits.is_floating_point():
+        raise ValueError(f"logits must be floating point, got {logits.dtype}")
+    if targets.dtype not in (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8):
+        raise ValueError(f"targets must be integer token ids, got {targets.dtype}")
+    V = logits.shape[-1]
+    flat_targets = targets.reshape(-1).long()  # (N,)
+    bad = (flat_targets != ignore_index) & ((flat_targets < 0) | (flat_targets >= V))
+    if bad.any():
+        raise ValueError(f"target id {int(flat_targets[bad][0])} is outside the vocabulary [0, {V})")
+    return logits.reshape(-1, V), flat_targets  # (N, V), (N,)
+
+
+def cross_entropy_manual(
+    logits: torch.Tensor, targets: torch.Tensor, stable: bool = True, ignore_index: int = IGNORE_INDEX
+) -> torch.Tensor:
+    """Mean -log p(target) in nats per token, by hand; a 0-dim tensor in the logits' dtype.
+
+    stable=False is the course's first version: exp, normalise, take -log, all in the logits' own dtype, so
+    exp(z) overflows to inf once z > 88.7 in float32/bfloat16 or z > 11.1 in float16, and inf/inf gives nan.
+    stable=True subtracts the row maximum before exp (log-sum-exp) and works in float32 (float64 stays float64):
+    every exp(z_j - max) is in (0, 1], so nothing overflows. Positions whose target is `ignore_index` are left
+    out of the mean; if every position is ignored the mean is nan, as with F.cross_entropy.
+    """
+    z, y = _flatten(logits, targets, ignore_index)  # (N, V), (N,)
+    keep = y != ignore_index  # (N,)
+    z, y = z[keep], y[keep]  # (n, V), (n,)
+    if stable:
+        nll = _nll_logsumexp(z, y)
+    else:
+        counts = z.exp()  # (n, V) the course's "counts": overflows to inf for large logits
+        probs = counts / counts.sum(-1, keepdim=True)  # (n, V) inf / inf = nan
+        nll = -probs.gather(-1, y[:, None]).squeeze(-1).log()  # (n,) log(0) = -inf when p underflows
+    return nll.mean().to(logits.dtype)
+
+
+def _nll_logsumexp(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """-log softmax(z)[y] per row, max-subtracted, in float32 or wider: logsumexp(z) - z_y. z (n, V), y (n,)."""
+    z = z.to(torch.promote_types(z.dtype, torch.float32))
+    m = z.max(-1, keepdim=True).values  # (n, 1) the largest logit: exp(z - m) <= 1, no overflow
+    m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))  # an all -inf row must not become -inf - -inf
+    lse = m.squeeze(-1) + (z - m).exp().sum(-1).log()  # (n,) log sum_j exp(z_j)
+    return lse - z.gather(-1, y[:, None]).squeeze(-1)  # (n,)
+
+
+def cross_entropy_torch(logits: torch.Tensor, targets: torch.Tensor, ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
+    """PyTorch's fused version (log_softmax + nll_loss), the reference the manual ones must match."""
+    V = logits.shape[-1]
+    return F.cross_entropy(logits.reshape(-1, V), targets.reshape(-1).long(), ignore_index=ignore_index)
+
+
+def perplexity(loss: float) -> float:
+    """exp(loss): the number of equally likely tokens the model is as unsure as; inf if it overflows."""
+    try:
+        return math.exp(loss)
+    except OverflowError:
+        return math.inf
+
+
+def uniform_loss(vocab_size: int) -> float:
+    """ln V: the loss of a model that spreads its probability evenly (an untrained one is close to it)."""
+    if vocab_size < 1:
+        raise ValueError(f"vocab_size must be at least 1, got {vocab_size}")
+    return math.log(vocab_size)
+
+
+@dataclass
+class TokenStats:
+    """Per-position statistics, each a tensor of shape [...] (the targets' shape)."""
+
+    p_target: torch.Tensor  # float64, p(target) in [0, 1]
+    nll: torch.Tensor  # float64, -log p(target) in nats; its mean is the loss
+    rank: torch.Tensor  # int64, 1 = the target was the model's top choice
+    entropy: torch.Tensor  # float64, H(p) = -sum_j p_j log p_j in nats: how unsure the model was before seeing y
+
+
+@torch.no_grad()
+def token_stats(logits: torch.Tensor, targets: torch.Tensor) -> TokenStats:
+    """p(target), -log p(target), rank of the target and entropy of the prediction at every position.
+
+    log_softmax runs in float32 (float64 logits stay float64): exact enough for a table and light on memory
+    for a 50k vocabulary; the per-position results are returned as float64 so their mean reproduces the loss.
+    """
+    z, y = _flatten(logits, targets, ignore_index=-(2**62))  # every position must hold a real target id
+    logp = F.log_softmax(z.to(torch.promote_types(z.dtype, torch.float32)), dim=-1)  # (N, V)
+    logp_y = logp.gather(-1, y[:, None]).squeeze(-1)  # (N,)
+    # rank: 1 + how many tokens the model scored strictly higher than the target (ties count in its favour)
+    rank = (logp > logp_y[:, None]).sum(-1) + 1  # (N,)
+    entropy = torch.special.entr(logp.exp()).sum(-1)  # (N,) entr(p) = -p log p, and 0 for p = 0
+    shape = targets.shape
+    return TokenStats(
+        p_target=logp_y.exp().double().reshape(shape),
+        nll=(-logp_y).double().reshape(shape),
+        rank=rank.reshape(shape),
+        entropy=entropy.double().reshape(shape),
+    )
+
+
+@dataclass
+class BreakResult:
+    """The three computations on logits scaled by `scale` and cast to `dtype`, beside a float64 reference."""
+
+    scale: float
+    dtype: str
+    max_abs_logit: float  # the largest |scaled logit| (inf if the cast itself overflowed)
+    logits_finite: bool  # False: the scaled logits do not fit the dtype, no loss formula can help
+    naive: float
+    stable: float
+    torch: float
+    reference: float  # float64 log-sum-exp on the same (already cast) logits: the right answer
+
+    @property
+    def finite(self) -> dict[str, bool]:
+        return {name: math.isfinite(getattr(self, name)) for name in ("naive", "stable", "torch")}
+
+
+@torch.no_grad()
+def break_it(logits: torch.Tensor, targets: torch.Tensor, scale: float, dtype: str | torch.dtype) -> BreakResult:
+    """Scale the logits (as a sharper, more confident model would), cast them, and compute the loss three ways.
+
+    A big scale pushes the largest logit past ln(max float) (88.7 in float32/bfloat16, 11.1 in float16):
+    the naive exp overflows to inf and the loss becomes nan or inf, while log-sum-exp and F.cross_entropy
+    (which subtracts the maximum internally) stay finite and correct.
+    """
+    name, dt = _break_dtype(dtype)
+    if not math.isfinite(scale) or scale <= 0:
+        raise ValueError(f"scale must be a positive finite number, got {scale}")
+    z = (logits.double() * scale).to(dt)  # scale in float64, then round into the chosen dtype
+    return BreakResult(
+        scale=float(scale),
+        dtype=name,
+        max_abs_logit=float(z.abs().max()) if z.numel() else 0.0,
+        logits_finite=bool(torch.isfinite(z).all()),
+        naive=float(cross_entropy_manual(z, targets, stable=False)),
+        stable=float(cross_entropy_manual(z, targets, stable=True)),
+        torch=float(cross_entropy_torch(z, targets)),
+        reference=float(cross_entropy_manual(z.double(), targets, stable=True)),
+    )
+
+
+def _break_dtype(dtype: str | torch.dtype) -> tuple[str, torch.dtype]:
+    for name, dt in BREAK_DTYPES.items():
+        if dtype == name or dtype == dt:
+            return name, dt
+    raise ValueError(f"dtype must be one of {list(BREAK_DTYPES)}, got {dtype!r}")

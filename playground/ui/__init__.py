@@ -14,6 +14,7 @@ from playground.ui.common import CSS, THEME, TabContext, new_session
 
 # Tab modules in the order learners meet them: text -> tokens -> loss -> training -> sampling -> alignment.
 TABS = [
+    "start_tab",
     "tokenize_tab",
 ]
 
@@ -25,8 +26,8 @@ def build_app() -> gr.Blocks:
             "<p>Build a language model step by step: tokens, loss, training, sampling, alignment.</p></div>"
         )
         session = gr.State(value=new_session(), time_to_live=_ttl())
-        ctx = TabContext(demo=demo, session=session)
-        with gr.Tabs(elem_id="pg-tabs"):
+        with gr.Tabs(elem_id="pg-tabs") as tabs:
+            ctx = TabContext(demo=demo, session=session, tabs=tabs)
             for name in TABS:
                 importlib.import_module(f"playground.ui.{name}").build(ctx)
     return demo

@@ -35,6 +35,7 @@ TRAINED = "my model (Train tab)"  # the choice that means "the model this learne
 class TabContext:
     demo: gr.Blocks
     session: gr.State  # per-user dict (see new_session), shared by every tab
+    tabs: gr.Tabs | None = None  # the app's tab set: `gr.Tabs(selected="<tab id>")` switches tab
 
 
 def new_session() -> dict[str, Any]:

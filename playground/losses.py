@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -176,3 +177,110 @@ def _break_dtype(dtype: str | torch.dtype) -> tuple[str, torch.dtype]:
         if dtype == name or dtype == dt:
             return name, dt
     raise ValueError(f"dtype must be one of {list(BREAK_DTYPES)}, got {dtype!r}")
+
+
+# ----------------------------------------------------------------------------------------------------- ORPO
+# ORPO (Hong, Lee & Thorne, "ORPO: Monolithic Preference Optimization without Reference Model", EMNLP 2024).
+# For a prompt x with a chosen response y_w and a rejected one y_l, P(y|x) is the geometric mean of the response's
+# token probabilities, i.e. exp of the AVERAGE per-token log-prob (eq. 2 of the paper). Then
+#     odds(y) = P / (1 - P)                                 (eq. 3)
+#     log OR  = log odds(y_w) - log odds(y_l)
+#             = (logP_w - logP_l) - (log(1 - P_w) - log(1 - P_l)),  log(1 - P) = log1mexp(logP)
+#     L_OR    = -log sigmoid(log OR)                        (eq. 7)
+#     L       = NLL(y_w) + lambda * L_OR                    (eq. 6; both terms >= 0, so lower is better)
+# TRL writes the same loss as `nll - (beta * logsigmoid(log_odds)).mean()` with beta = lambda (default 0.1);
+# the course used 0.5. Everything runs in float32 (or wider), as TRL upcasts.
+LN2 = math.log(2.0)
+
+
+def log1mexp(x: torch.Tensor) -> torch.Tensor:
+    """log(1 - exp(x)) for x <= 0, accurate everywhere (Maechler 2012, "Accurately computing log(1 - exp(-|a|))").
+
+    The naive log(1 - exp(x)) loses every digit when x is near 0 (exp(x) rounds to 1, 1 - 1 = 0, log 0 = -inf)
+    and log1p(-exp(x)) loses them there too; log(-expm1(x)) is exact near 0 but not for very negative x. So:
+    x > -ln 2 -> log(-expm1(x)); x <= -ln 2 -> log1p(-exp(x)). Each branch sees its input clamped to its own
+    side, so the branch torch.where discards stays finite and cannot send nan into the gradient.
+    x = 0 gives -inf (P = 1 has infinite odds); x > 0 is not a log-probability and gives nan.
+    """
+    x = x.to(torch.promote_types(x.dtype, torch.float32))
+    near_zero = torch.log(-torch.expm1(x.clamp(min=-LN2)))
+    far = torch.log1p(-torch.exp(x.clamp(max=-LN2)))
+    return torch.where(x > -LN2, near_zero, far)
+
+
+def token_logps(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """log p(label) at every position, next-token aligned, and the mask of positions that count.
+
+    logits (B, T, V) from `model(ids)`; labels (B, T) are the ids themselves with IGNORE_INDEX (-100) on the
+    prompt and the padding. Position t's logits predict token t+1, so labels are shifted left by one.
+    Returns logps (B, T-1) in float32 (0 where masked) and mask (B, T-1) bool.
+    """
+    if logits.dim() != 3 or logits.shape[:2] != labels.shape:
+        raise ValueError(f"logits {tuple(logits.shape)} must be (B, T, V) with labels {tuple(labels.shape)} = (B, T)")
+    targets = labels[:, 1:]  # (B, T-1) the token each position must predict
+    mask = targets != IGNORE_INDEX  # (B, T-1)
+    logp = F.log_softmax(logits[:, :-1].to(torch.promote_types(logits.dtype, torch.float32)), dim=-1)  # (B, T-1, V)
+    safe = torch.where(mask, targets, torch.zeros_like(targets))  # -100 is no index: gather a dummy, zero it after
+    picked = logp.gather(-1, safe.unsqueeze(-1)).squeeze(-1)  # (B, T-1)
+    return picked * mask, mask
+
+
+def sequence_logps(logits: torch.Tensor, labels: torch.Tensor, average: bool = True) -> torch.Tensor:
+    """Per-sequence log-prob of the labelled tokens (B,): their mean (nats per token) or, average=False, their sum.
+
+    A row with no labelled token has no response to score: its mean is nan, so a caller cannot miss it.
+    """
+    logps, mask = token_logps(logits, labels)  # (B, T-1), (B, T-1)
+    total = logps.sum(-1)  # (B,)
+    return total / mask.sum(-1) if average else total
+
+
+class ORPOLoss(NamedTuple):
+    """Every intermediate of ORPO for a batch. Per-example tensors have shape (B,); loss and nll are scalars."""
+
+    loss: torch.Tensor  # () nll + lam * mean(or_loss)
+    nll: torch.Tensor  # () the supervised term on the chosen responses, as given
+    or_loss: torch.Tensor  # (B,) -log sigmoid(log_odds) >= 0
+    log_odds: torch.Tensor  # (B,) log odds ratio: log odds(chosen) - log odds(rejected)
+    ratio: torch.Tensor  # (B,) sigmoid(log_odds) in (0, 1): how strongly the model prefers chosen
+    chosen_logps: torch.Tensor  # (B,) average per-token log-prob of the chosen response (log P_w)
+    rejected_logps: torch.Tensor  # (B,) the same for the rejected response (log P_l)
+    chosen_log_odds: torch.Tensor  # (B,) log(P_w / (1 - P_w))
+    rejected_log_odds: torch.Tensor  # (B,) log(P_l / (1 - P_l))
+    chosen_p: torch.Tensor  # (B,) P_w = exp(log P_w), the geometric-mean token probability
+    rejected_p: torch.Tensor  # (B,) P_l
+
+
+def orpo_loss(chosen_logps: torch.Tensor, rejected_logps: torch.Tensor, nll: torch.Tensor, lam: float) -> ORPOLoss:
+    """ORPO on average log-probs: L = NLL + lam * L_OR, L_OR = -log sigmoid(log odds ratio) (see the banner above).
+
+    chosen_logps, rejected_logps: (B,) average per-token log-probs (<= 0) of each response, e.g. from
+    `sequence_logps`. nll: the chosen responses' negative log-likelihood (a scalar, or (B,) which is averaged).
+    lam: the weight of the odds-ratio term (the paper's lambda, TRL's beta), >= 0.
+    """
+    if not (isinstance(lam, (int, float)) and math.isfinite(lam) and lam >= 0):
+        raise ValueError(f"lam must be a finite number >= 0, got {lam!r}")
+    if chosen_logps.shape != rejected_logps.shape:
+        raise ValueError(f"chosen {tuple(chosen_logps.shape)} and rejected {tuple(rejected_logps.shape)} differ")
+    # Upcast as TRL does. An average log-prob of exactly 0 (every token certain after rounding) has infinite odds
+    # and would make the gradient inf * 0 = nan; it is nudged to -1e-30 (odds e^69), which changes nothing else.
+    lw = chosen_logps.to(torch.promote_types(chosen_logps.dtype, torch.float32)).clamp(max=-1e-30)
+    ll = rejected_logps.to(torch.promote_types(rejected_logps.dtype, torch.float32)).clamp(max=-1e-30)
+    chosen_log_odds = lw - log1mexp(lw)  # log P - log(1 - P)
+    rejected_log_odds = ll - log1mexp(ll)
+    log_odds = chosen_log_odds - rejected_log_odds  # (B,)
+    or_loss = -F.logsigmoid(log_odds)  # (B,) softplus(-log_odds): never log(sigmoid(.)) which underflows
+    nll = nll.to(lw.dtype).mean()
+    return ORPOLoss(
+        loss=nll + lam * or_loss.mean(),
+        nll=nll,
+        or_loss=or_loss,
+        log_odds=log_odds,
+        ratio=torch.sigmoid(log_odds),
+        chosen_logps=lw,
+        rejected_logps=ll,
+        chosen_log_odds=chosen_log_odds,
+        rejected_log_odds=rejected_log_odds,
+        chosen_p=lw.exp(),
+        rejected_p=ll.exp(),
+    )

@@ -1,0 +1,174 @@
+"""ORPO: the loss against an independent float64 version of TRL's published formula, stable log1mexp,
+sequence log-probs, prompt/padding masks, the one-example breakdown and ORPO steps on a tiny model.
+
+The reference here shares no code with playground.losses: log(1 - e^x) comes from Python's `decimal` at 60
+digits (exact for our purposes), and TRL's formula is written out in plain float64 math:
+    log_odds = (lw - ll) - (log1mexp(lw) - log1mexp(ll)),  loss = nll - beta * mean(logsigmoid(log_odds))
+(trl/experimental/orpo/orpo_trainer.py, `odds_ratio_loss` and `get_batch_loss_metrics`).
+"""
+
+from __future__ import annotations
+
+import decimal
+import math
+
+import pytest
+import torch
+
+from playground import losses
+
+decimal.getcontext().prec = 60
+
+
+# ---------------------------------------------------------------------------------------------- references
+def exact_log1mexp(x: float) -> float:
+    """log(1 - e^x) at 60 significant digits (x is the float64 value exactly; Decimal(float) is exact)."""
+    d = decimal.Decimal(x)
+    return float((1 - d.exp()).ln())
+
+
+def ref_logsigmoid(z: float) -> float:
+    # log sigmoid(z) = -log(1 + e^-z), written so neither branch overflows
+    return -math.log1p(math.exp(-z)) if z >= 0 else z - math.log1p(math.exp(z))
+
+
+def ref_orpo(lw: list[float], ll: list[float], nll: float, beta: float) -> dict:
+    """TRL's ORPO formula in float64 with the exact log1mexp."""
+    log_odds = [(w - l_) - (exact_log1mexp(w) - exact_log1mexp(l_)) for w, l_ in zip(lw, ll, strict=True)]
+    or_loss = [-ref_logsigmoid(z) for z in log_odds]
+    trl_losses = [beta * ref_logsigmoid(z) for z in log_odds]  # TRL's `losses` (<= 0)
+    return {
+        "log_odds": log_odds,
+        "or_loss": or_loss,
+        "ratio": [1 / (1 + math.exp(-z)) for z in log_odds],
+        "loss": nll - sum(trl_losses) / len(trl_losses),  # TRL: policy_nll_loss - losses.mean()
+        "chosen_log_odds": [w - exact_log1mexp(w) for w in lw],
+    }
+
+
+# ------------------------------------------------------------------------------------------------ log1mexp
+XS = [-1e-30, -1e-12, -1e-9, -1e-6, -1e-3, -0.1, -0.5, -math.log(2) + 1e-9, -math.log(2), -0.7, -1, -5, -20, -50,
+      -100, -700]
+
+
+@pytest.mark.parametrize("x", XS)
+def test_log1mexp_float64_matches_exact(x):
+    got = float(losses.log1mexp(torch.tensor(x, dtype=torch.float64)))
+    want = exact_log1mexp(x)
+    assert got == pytest.approx(want, rel=1e-14, abs=1e-300)
+
+
+@pytest.mark.parametrize("x", XS)
+def test_log1mexp_float32_matches_exact(x):
+    x32 = torch.tensor(x, dtype=torch.float32)
+    got = float(losses.log1mexp(x32))
+    want = exact_log1mexp(float(x32))  # the exact answer at the float32 input
+    assert got == pytest.approx(want, rel=2e-6, abs=1e-37)
+
+
+def test_naive_log1mexp_breaks_where_ours_does_not():
+    x = torch.tensor([-1e-9, -1e-6], dtype=torch.float32)
+    naive = torch.log(1 - torch.exp(x))  # the course's version
+    assert torch.isinf(naive[0])  # exp(-1e-9) rounds to 1 in float32: log(0)
+    assert abs(float(naive[1]) - exact_log1mexp(float(x[1]))) > 1e-2  # 1e-3 relative: cancellation ate digits
+    ours = losses.log1mexp(x)
+    assert torch.isfinite(ours).all()
+    assert float(ours[0]) == pytest.approx(exact_log1mexp(float(x[0])), rel=1e-6)
+
+
+def test_log1mexp_gradient_is_finite_on_both_sides_of_the_switch():
+    x = torch.tensor([-1e-6, -0.69, -0.7, -30.0], requires_grad=True)
+    losses.log1mexp(x).sum().backward()
+    want = [-math.exp(v) / -math.expm1(v) for v in x.tolist()]  # d/dx log(1 - e^x) = -e^x / (1 - e^x)
+    assert torch.isfinite(x.grad).all()
+    assert x.grad.tolist() == pytest.approx(want, rel=1e-4)
+
+
+# ------------------------------------------------------------------------------------------------ orpo_loss
+CASES = [
+    ([-1e-6, -0.5, -2.0, -80.0], [-1e-6 * 3, -1.5, -0.3, -79.0]),  # near 0, middle, chosen worse, very negative
+    ([-1e-7, -1e-4], [-0.05, -1e-8]),
+    ([-3.2, -9.0, -0.693], [-3.3, -9.5, -0.7]),
+]
+
+
+@pytest.mark.parametrize("lw,ll", CASES)
+@pytest.mark.parametrize("lam", [0.1, 0.5, 1.0])
+def test_orpo_loss_matches_trl_formula_in_float64(lw, ll, lam):
+    nll = 1.234
+    want = ref_orpo(lw, ll, nll, lam)
+    for dtype, rel in ((torch.float64, 1e-12), (torch.float32, 1e-5)):
+        w, r = torch.tensor(lw, dtype=dtype), torch.tensor(ll, dtype=dtype)
+        # the float32 inputs are rounded: compare with the reference at those rounded inputs
+        want = ref_orpo(w.double().tolist(), r.double().tolist(), nll, lam)
+        got = losses.orpo_loss(w, r, torch.tensor(nll, dtype=dtype), lam)
+        assert got.log_odds.tolist() == pytest.approx(want["log_odds"], rel=rel, abs=10 * rel)
+        assert got.or_loss.tolist() == pytest.approx(want["or_loss"], rel=rel, abs=1e-30)
+        assert got.ratio.tolist() == pytest.approx(want["ratio"], rel=rel)
+        # near P = 0.5 the log odds is a difference of two ~0.69s: an absolute error of float32's epsilon
+        assert got.chosen_log_odds.tolist() == pytest.approx(want["chosen_log_odds"], rel=rel, abs=10 * rel)
+        assert float(got.loss) == pytest.approx(want["loss"], rel=rel)
+        assert got.loss.dtype == (torch.float64 if dtype == torch.float64 else torch.float32)
+
+
+def test_orpo_loss_intermediates_are_consistent():
+    lw, ll = torch.tensor([-0.4, -2.0]), torch.tensor([-1.0, -0.1])
+    out = losses.orpo_loss(lw, ll, torch.tensor(0.7), 0.5)
+    p_w, p_l = math.exp(-0.4), math.exp(-1.0)
+    assert float(out.chosen_p[0]) == pytest.approx(p_w)
+    odds_w, odds_l = p_w / (1 - p_w), p_l / (1 - p_l)
+    assert float(out.chosen_log_odds[0]) == pytest.approx(math.log(odds_w), rel=1e-6)
+    assert float(out.log_odds[0]) == pytest.approx(math.log(odds_w / odds_l), rel=1e-6)
+    assert float(out.log_odds[1]) < 0  # chosen less likely than rejected: negative log odds ratio
+    assert float(out.or_loss[1]) > math.log(2) > float(out.or_loss[0])  # L_OR = ln 2 where the odds are equal
+    assert float(out.loss) == pytest.approx(0.7 + 0.5 * float(out.or_loss.mean()))
+
+
+def test_orpo_loss_gradients_finite_near_and_at_zero():
+    lw = torch.tensor([-1e-6, 0.0, -1e-30, -50.0], requires_grad=True)
+    ll = torch.tensor([-1e-7, -1.0, 0.0, -60.0], requires_grad=True)
+    out = losses.orpo_loss(lw, ll, -lw.mean(), 0.5)
+    out.loss.backward()
+    assert torch.isfinite(out.loss)
+    assert torch.isfinite(lw.grad).all() and torch.isfinite(ll.grad).all()
+    assert (ll.grad >= 0).all()  # raising the rejected log-prob can only raise the loss
+
+
+@pytest.mark.parametrize("bad", [-0.1, float("nan"), float("inf")])
+def test_orpo_loss_rejects_bad_lambda(bad):
+    with pytest.raises(ValueError, match="lam"):
+        losses.orpo_loss(torch.tensor([-1.0]), torch.tensor([-2.0]), torch.tensor(1.0), bad)
+
+
+def test_orpo_loss_rejects_shape_mismatch():
+    with pytest.raises(ValueError, match="differ"):
+        losses.orpo_loss(torch.tensor([-1.0, -2.0]), torch.tensor([-2.0]), torch.tensor(1.0), 0.1)
+
+
+# ------------------------------------------------------------------------------------------- sequence_logps
+def test_sequence_logps_matches_a_loop_in_float64():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 6, 11, generator=g) * 3
+    ids = torch.randint(0, 11, (2, 6), generator=g)
+    labels = ids.clone()
+    labels[0, :3] = -100  # prompt of 3 tokens
+    labels[1, :2] = -100
+    labels[1, 5] = -100  # padding at the end
+    got = losses.sequence_logps(logits, labels)
+    got_sum = losses.sequence_logps(logits, labels, average=False)
+    for b in range(2):
+        terms = []
+        for t in range(1, 6):
+            if labels[b, t] != -100:
+                row = logits[b, t - 1].double()
+                terms.append(float(row[labels[b, t]] - torch.logsumexp(row, 0)))
+        assert float(got[b]) == pytest.approx(sum(terms) / len(terms), rel=1e-5)
+        assert float(got_sum[b]) == pytest.approx(sum(terms), rel=1e-5)
+
+
+def test_token_logps_masks_exactly_the_ignored_labels():
+    logits = torch.randn(1, 5, 7)
+    labels = torch.tensor([[-100, -100, 3, 4, -100]])
+    logps, mask = losses.token_logps(logits, labels)
+    assert mask.tolist() == [[False, True, True, False]]
+    assert logps[0, 0] == 0 and logps[0, 3] == 0 and (logps[0, 1:3] < 0).all()

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from playground import CHECKPOINTS
+from playground import ASSETS, CHECKPOINTS
 
 log = logging.getLogger(__name__)
 
@@ -256,3 +256,235 @@ def text_data(
     if context is not None:
         data.check_fits(context)
     return data
+
+
+# -------------------------------------------------------------------------------------------- preference data
+# Preference pairs for ORPO, through `datasets` (imported lazily: it is slow to import and only alignment needs it).
+# Every source is normalised to one shape, TRL's "conversational preference" format:
+#     prompt:   list of {"role", "content"} messages (the conversation so far, ending with the user's turn)
+#     chosen:   [{"role": "assistant", "content": the better reply}]
+#     rejected: [{"role": "assistant", "content": the worse reply}]
+#     source:   where the pair came from
+# Accepted inputs: JSON Lines with flat `prompt` / `chosen` / `rejected` strings (our bigbench_pairs.jsonl), or with
+# `chosen` / `rejected` as whole conversations (lists of messages, like mlabonne/orpo-dpo-mix-40k), where the prompt is
+# every message but the last; or a Hub dataset id of either shape when online.
+PREFERENCES_DIR = ASSETS / "preferences"
+PREFERENCE_FILES = {
+    "chatterbot": PREFERENCES_DIR / "chatterbot_qa.jsonl",  # questions and answers, turned into pairs below
+    "bigbench": PREFERENCES_DIR / "bigbench_pairs.jsonl",  # ready-made pairs (helpful/honest/harmless, right/wrong)
+}
+DEFAULT_PREFERENCES = "chatterbot,bigbench"
+PAIR_KINDS = ("both", "mismatch", "runon")
+
+
+def load_preferences(source: str = DEFAULT_PREFERENCES, pair_kind: str = "both", seed: int = 0):
+    """Preference pairs from `source` as a normalised `datasets.Dataset` (columns above).
+
+    `source` is a bundled name (`chatterbot`, `bigbench`), a local .jsonl/.json file, a Hub dataset id
+    (`org/name`, online only), or several of these joined by commas, concatenated in that order.
+    """
+    import datasets
+
+    parts = [s.strip() for s in str(source).split(",") if s.strip()]
+    if not parts:
+        raise ValueError(f"No preference data named in {source!r}: give a bundled name, a .jsonl file or a Hub id.")
+    loaded = [_load_one_preference_source(p, pair_kind, seed) for p in parts]
+    return loaded[0] if len(loaded) == 1 else datasets.concatenate_datasets(loaded)
+
+
+def _load_one_preference_source(source: str, pair_kind: str, seed: int):
+    if source == "chatterbot":
+        return chatterbot_pairs(PREFERENCE_FILES["chatterbot"], kind=pair_kind, seed=seed)
+    path = PREFERENCE_FILES.get(source) or Path(source).expanduser()
+    if path.is_file():
+        raw = _read_json_lines(path)
+        name = source if source in PREFERENCE_FILES else path.name
+    elif _looks_like_hub_id(source):
+        raw, name = _load_hub_dataset(source), source
+    else:
+        raise ValueError(
+            f"Preference data {source!r} is neither a bundled name ({', '.join(PREFERENCE_FILES)}), "
+            "an existing .jsonl file, nor a Hub dataset id (org/name)."
+        )
+    return normalise_preferences(raw, default_source=name)
+
+
+def _read_json_lines(path: Path):
+    import datasets
+
+    if path.suffix not in (".jsonl", ".json"):
+        raise ValueError(f"Preference files must be JSON Lines (.jsonl) or .json, got {path.name!r}")
+    # keep_in_memory: small files, and no cache files left behind that could go stale when the file changes
+    return datasets.load_dataset("json", data_files=str(path), split="train", keep_in_memory=True)
+
+
+def _looks_like_hub_id(source: str) -> bool:
+    parts = source.split("/")
+    return len(parts) == 2 and all(parts) and not source.startswith((".", "~")) and " " not in source
+
+
+def _load_hub_dataset(name: str):
+    import datasets
+
+    if os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_DATASETS_OFFLINE") == "1":
+        raise ValueError(
+            f"{name!r} is a Hub dataset, but this machine is offline (HF_HUB_OFFLINE=1). Use the bundled "
+            f"preference data ({', '.join(PREFERENCE_FILES)}) or a local .jsonl file in either shape."
+        )
+    try:
+        return datasets.load_dataset(name, split="train")
+    except Exception as exc:  # noqa: BLE001 - network, auth, missing repo: all become one readable message
+        raise ValueError(f"Could not load the Hub dataset {name!r}: {type(exc).__name__}: {exc}") from exc
+
+
+def normalise_preferences(raw, default_source: str = "local"):
+    """Either input shape -> prompt (messages) / chosen / rejected ([assistant message]) / source."""
+    cols = set(raw.column_names)
+    if not {"chosen", "rejected"} <= cols:
+        raise ValueError(f"Preference data needs 'chosen' and 'rejected' columns, found {sorted(cols)}")
+    if len(raw) == 0:
+        raise ValueError("The preference data has no rows.")
+
+    def normalise(batch: dict) -> dict:
+        n = len(batch["chosen"])
+        prompts, sources = batch.get("prompt") or [None] * n, batch.get("source") or [None] * n
+        out = {"prompt": [], "chosen": [], "rejected": [], "source": []}
+        for prompt, chosen, rejected, source in zip(prompts, batch["chosen"], batch["rejected"], sources, strict=True):
+            messages, chosen, rejected = _normalise_row(prompt, chosen, rejected)
+            out["prompt"].append(messages)
+            out["chosen"].append([{"role": "assistant", "content": chosen}])
+            out["rejected"].append([{"role": "assistant", "content": rejected}])
+            out["source"].append(str(source or default_source))
+        return out
+
+    return raw.map(normalise, batched=True, remove_columns=raw.column_names, keep_in_memory=True)
+
+
+def _normalise_row(prompt, chosen, rejected) -> tuple[list[dict], str, str]:
+    """One row of either shape -> (prompt messages, chosen reply text, rejected reply text)."""
+    if isinstance(chosen, str) and isinstance(rejected, str):  # flat shape
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise ValueError(f"A flat preference row needs a non-empty 'prompt' string, got {prompt!r}")
+        return [{"role": "user", "content": prompt}], chosen, rejected
+    if isinstance(chosen, list) and isinstance(rejected, list) and chosen and rejected:  # conversation shape
+        for conv in (chosen, rejected):
+            if conv[-1].get("role") != "assistant":
+                raise ValueError(f"The last message of a conversation must be the assistant's, got {conv[-1]!r}")
+        messages = [{"role": m["role"], "content": m["content"]} for m in chosen[:-1]]
+        if not messages:
+            raise ValueError("A conversation row needs at least one message before the reply (the prompt).")
+        return messages, chosen[-1]["content"], rejected[-1]["content"]
+    raise ValueError(
+        "Each row needs chosen/rejected as two strings (with a 'prompt' string) or as two lists of "
+        f"role/content messages; got {type(chosen).__name__} and {type(rejected).__name__}"
+    )
+
+
+def chatterbot_pairs(path: Path = PREFERENCE_FILES["chatterbot"], kind: str = "both", seed: int = 0):
+    """The bundled chatterbot questions and answers turned into preference pairs. chosen is always the real answer.
+
+    rejected, by `kind`:
+      "mismatch": an answer to a question from ANOTHER category (fluent but off-topic): teaches relevance;
+      "runon":    the same answer that does not stop, running on into another question and its answer, as a
+                  base model runs on into a made-up next turn: the pair differs right after the answer, where
+                  the chosen reply has the end-of-sequence token, so ORPO teaches the model to stop there;
+      "both":     two pairs per answer, one of each. This is what the bundled aligned model is trained on (with
+                  bigbench): a model that answers the question asked and then ends with eos.
+    """
+    import datasets
+
+    if kind not in PAIR_KINDS:
+        raise ValueError(f"kind must be one of {PAIR_KINDS}, got {kind!r}")
+    rows = _read_json_lines(Path(path)).to_list()
+    rng = np.random.default_rng(seed)
+    pairs = []
+    for i, row in enumerate(rows):
+        prompt = [{"role": "user", "content": row["prompt"]}]
+        chosen = [{"role": "assistant", "content": row["answer"]}]
+        if kind in ("both", "mismatch"):
+            other = _pick_other(rows, rng, lambda r, row=row: r["category"] != row["category"])
+            pairs.append(_pair(prompt, chosen, other["answer"], "chatterbot/mismatch"))
+        if kind in ("both", "runon"):
+            other = _pick_other(rows, rng, lambda r, row=row: r["prompt"] != row["prompt"], avoid=i)
+            runon = f"{row['answer']}\n{other['prompt']}\n{other['answer']}"
+            pairs.append(_pair(prompt, chosen, runon, "chatterbot/runon"))
+    return datasets.Dataset.from_list(pairs)
+
+
+def _pick_other(rows: list[dict], rng: np.random.Generator, ok: Callable[[dict], bool], avoid: int = -1) -> dict:
+    for _ in range(1000):  # rejection sampling: categories are many and small, so this ends in a few draws
+        j = int(rng.integers(len(rows)))
+        if j != avoid and ok(rows[j]):
+            return rows[j]
+    raise ValueError("could not find a different row to pair with: the data has a single category or question")
+
+
+def _pair(prompt: list[dict], chosen: list[dict], rejected: str, source: str) -> dict:
+    return {"prompt": prompt, "chosen": chosen, "rejected": [{"role": "assistant", "content": rejected}],
+            "source": source}
+
+
+def filter_by_prompt_length(dataset, tokenizer, max_prompt_tokens: int):
+    """Keep the rows whose prompt, as the model will see it (chat template + generation prompt), has fewer than
+    `max_prompt_tokens` tokens, so prompt + reply fit the context. (The course's version assigned the filtered
+    dataset to a misspelled name, `datatset`, and so kept every row: here the result is returned and used.)
+    """
+    from playground.orpo import render_prompt
+
+    if max_prompt_tokens < 1:
+        raise ValueError(f"max_prompt_tokens must be at least 1, got {max_prompt_tokens}")
+
+    def short_enough(batch: dict) -> list[bool]:
+        return [len(tokenizer.encode(render_prompt(tokenizer, p))) < max_prompt_tokens for p in batch["prompt"]]
+
+    return dataset.filter(short_enough, batched=True, keep_in_memory=True,
+                          new_fingerprint=_derived_fingerprint(dataset, tokenizer, "prompt<", max_prompt_tokens))
+
+
+def tokenize_preferences(dataset, tokenizer, max_len: int):
+    """Add token ids and labels to every pair (`orpo.encode_example`), batched through `datasets.map`.
+
+    New columns: prompt_len, chosen_input_ids, chosen_labels, rejected_input_ids, rejected_labels (chosen and
+    rejected padded to the same length; labels are -100 on the prompt and the padding).
+    """
+    from playground.orpo import encode_example
+
+    def encode(batch: dict) -> dict:
+        out = {k: [] for k in ("prompt_len", "chosen_input_ids", "chosen_labels", "rejected_input_ids",
+                               "rejected_labels")}
+        for p, c, r in zip(batch["prompt"], batch["chosen"], batch["rejected"], strict=True):
+            ex = encode_example(tokenizer, p, c[-1]["content"], r[-1]["content"], max_len)
+            for k in out:
+                out[k].append(getattr(ex, k))
+        return out
+
+    return dataset.map(encode, batched=True, keep_in_memory=True,
+                       new_fingerprint=_derived_fingerprint(dataset, tokenizer, "orpo-tokens", max_len))
+
+
+def split_preferences(dataset, val_fraction: float = 0.05, seed: int = 42):
+    """(train, validation) with a fixed seed, split by PROMPT: pairs that share a prompt stay on the same side,
+    so the held-out accuracy measures prompts the model never trained on."""
+    if not 0 < val_fraction < 1:
+        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    keys = [_prompt_key(p) for p in dataset["prompt"]]
+    unique = sorted(set(keys))
+    if len(unique) < 2:
+        raise ValueError(f"Need at least two different prompts to hold some out, got {len(unique)}")
+    order = np.random.default_rng(seed).permutation(len(unique))
+    n_val = min(len(unique) - 1, max(1, round(len(unique) * val_fraction)))
+    held = {unique[i] for i in order[:n_val]}
+    is_val = [k in held for k in keys]
+    val_idx = [i for i, v in enumerate(is_val) if v]
+    train_idx = [i for i, v in enumerate(is_val) if not v]
+    return dataset.select(train_idx), dataset.select(val_idx)
+
+
+def _prompt_key(prompt: list[dict]) -> str:
+    return "\x1e".join(f"{m['role']}\x1f{m['content']}" for m in prompt)
+
+
+def _derived_fingerprint(dataset, tokenizer, what: str, value) -> str:
+    """A cache key for a transform, given explicitly: datasets would otherwise try to hash the tokenizer object."""
+    base = getattr(dataset, "_fingerprint", "") or ""
+    return hashlib.sha256(f"{base}|{tokenizer_fingerprint(tokenizer)}|{what}|{value}".encode()).hexdigest()[:16]

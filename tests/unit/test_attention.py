@@ -1,0 +1,95 @@
+"""The attention kernels agree with each other and with a float64 reference; the KV cache keeps its place."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from playground import attention as A
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Two threads on a shared 2-core machine run ~20x slower than one (they wait on each other)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def reference(q, k, v):
+    """Float64, one query at a time, from the definition: query i (absolute S-T+i) sees keys 0..S-T+i."""
+    q, k, v = q.double(), k.double(), v.double()
+    t, s = q.shape[2], k.shape[2]
+    out = torch.zeros_like(q)
+    for i in range(t):
+        n = s - t + i + 1
+        w = torch.softmax(q[:, :, i : i + 1] @ k[:, :, :n].transpose(-2, -1) / math.sqrt(q.shape[-1]), dim=-1)
+        out[:, :, i : i + 1] = w @ v[:, :, :n]
+    return out
+
+
+def qkv(t, s, b=2, nh=3, hs=8, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return (
+        torch.randn(b, nh, t, hs, generator=g),
+        torch.randn(b, nh, s, hs, generator=g),
+        torch.randn(b, nh, s, hs, generator=g),
+    )
+
+
+@pytest.mark.parametrize("t,s", [(7, 7), (1, 9), (3, 10), (1, 1)])
+@pytest.mark.parametrize("impl", ["math", "sdpa", "auto", "flash"])
+def test_kernels_match_reference(impl, t, s):
+    q, k, v = qkv(t, s)
+    out = A.attention(q, k, v, impl)
+    assert out.shape == q.shape
+    torch.testing.assert_close(out.double(), reference(q, k, v), atol=1e-5, rtol=1e-5)
+
+
+def test_math_weights_are_causal_rows_that_sum_to_one():
+    q, k, v = qkv(4, 6)
+    _, w = A.math_attention(q, k, v)
+    assert w.shape == (2, 3, 4, 6) and w.dtype == torch.float32
+    torch.testing.assert_close(w.sum(-1), torch.ones(2, 3, 4))
+    assert torch.all(w[..., 0, 3:] == 0) and torch.all(w[..., 3, :] > 0)  # query 0 sits at position 2
+
+
+def test_causal_mask_shift():
+    m = A.causal_mask(2, 4, torch.device("cpu"))
+    assert m.tolist() == [[True, True, True, False], [True, True, True, True]]
+
+
+def test_capture_weights_is_thread_local_and_forces_math():
+    q, k, v = qkv(5, 5)
+    with A.capture_weights() as store:
+        A.attention(q, k, v, "sdpa")
+        A.attention(q, k, v, "sdpa")
+    assert len(store) == 2 and store[0].shape == (2, 3, 5, 5)
+    A.attention(q, k, v, "sdpa")
+    assert len(store) == 2  # nothing captured outside the block
+
+
+def test_bad_impl():
+    with pytest.raises(ValueError, match="bogus"):
+        A.check_impl("bogus")
+
+
+def test_kv_cache_positions_and_overflow():
+    cache = A.KVCache(n_layers=2, batch_size=1, n_kv_heads=2, max_len=5, head_size=4)
+    k = torch.randn(1, 2, 3, 4)
+    ks, vs = cache.update(0, k, k + 1)
+    assert ks.shape == (1, 2, 3, 4) and torch.equal(ks, k) and torch.equal(vs, k + 1)
+    cache.update(1, k, k)  # every layer writes its 3 keys, then the model advances once
+    cache.advance(3)
+    ks, _ = cache.update(0, torch.ones(1, 2, 2, 4), torch.ones(1, 2, 2, 4))
+    assert ks.shape == (1, 2, 5, 4) and torch.equal(ks[:, :, :3], k) and torch.all(ks[:, :, 3:] == 1)
+    cache.advance(2)
+    with pytest.raises(ValueError, match="KV cache full"):
+        cache.update(0, torch.ones(1, 2, 1, 4), torch.ones(1, 2, 1, 4))
+    cache.reset()
+    assert cache.pos == 0
+    with pytest.raises(ValueError, match="KVCache expects"):
+        cache.update(0, torch.ones(2, 2, 1, 4), torch.ones(2, 2, 1, 4))

@@ -1,0 +1,374 @@
+"""The Cross-entropy tab: score a text with a model token by token, the loss three ways, and "break it".
+
+The handlers are thin: the numbers come from `playground.losses` (cross_entropy_manual, cross_entropy_torch,
+token_stats, break_it); this module runs the model over the text (in windows when the text is longer than the
+model's context), and turns tensors into a table, coloured chips and small comparison tables.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import logging
+import math
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import gradio as gr
+import torch
+
+from playground import losses
+from playground.limits import LIMITS, check_float, check_text
+from playground.ui import common
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TEXT = (
+    "It is a truth universally acknowledged, that a single man in possession of a good fortune, "
+    "must be in want of a wife. Suddenly the spaceship landed in Tokyo."
+)
+TABLE_HEADERS = ["position", "context's last token", "target token", "p(target)", "-log p (nats)", "rank", "entropy"]
+THREE_HEADERS = ["computation", "loss (nats)", "minus F.cross_entropy"]
+BREAK_HEADERS = ["computation", "loss (nats)", "finite", "minus float64 reference"]
+MAX_SCALE_EXP = 5.0  # the break-it slider goes up to a scale of 10^5
+
+
+@dataclass
+class Scored:
+    """A text scored by a model: N+1 token ids, N predictions (position t predicts token t+1)."""
+
+    ids: list[int]
+    surfaces: list[str]  # each token's text as it appears in the decoded text (N+1); "" for a partial character
+    pieces: list[str]  # each token's vocabulary piece (`▁the`, `<0xF0>`), shown where the surface is empty
+    logits: torch.Tensor  # (N, V) in the model's output dtype, on the CPU
+    targets: torch.Tensor  # (N,) = ids[1:]
+    stats: losses.TokenStats  # per prediction, shape (N,)
+    vocab_size: int
+    notes: list[str]  # truncation / windowing remarks for the learner
+
+
+# ----------------------------------------------------------------------------------------------- scoring
+def context_window(model: torch.nn.Module) -> int | None:
+    """The longest sequence the model takes in one forward pass (None: no limit we know of)."""
+    cfg = getattr(model, "config", None)
+    for name in ("context_length", "max_seq_len", "max_position_embeddings"):
+        value = getattr(cfg, name, None)
+        if value:
+            return int(value)
+    return None
+
+
+@torch.inference_mode()
+def windowed_logits(model: torch.nn.Module, ids: list[int], window: int | None) -> tuple[torch.Tensor, int]:
+    """Logits predicting ids[1:], shape (len(ids) - 1, V), and how many forward passes it took.
+
+    A text longer than the context is read in windows of `window` tokens that overlap by half: every
+    target after the first window still sees at least window/2 tokens before it (the usual strided
+    evaluation; non-overlapping chunks would leave the first tokens of each chunk with no context).
+    """
+    device = next(model.parameters()).device
+    x = torch.tensor(ids, dtype=torch.long, device=device)  # (n,)
+    n = len(ids)
+    if window is None or n <= window:
+        return model(x[None])[0, :-1].cpu(), 1  # (n-1, V): row t predicts token t+1
+    if window < 2:
+        raise ValueError(f"the model's context ({window}) is too short to score a text")
+    stride = window // 2
+    parts = [model(x[None, :window])[0, :-1]]  # targets 1 .. window-1
+    next_t = window  # the first target not scored yet
+    while next_t < n:
+        s = min(next_t - window + stride, n - window)  # window start: next_t keeps >= window - stride context
+        out = model(x[None, s : s + window])[0]  # (window, V): row i predicts token s+i+1
+        end = min(s + window, n)
+        parts.append(out[next_t - 1 - s : end - 1 - s])  # targets next_t .. end-1
+        next_t = end
+    return torch.cat(parts).cpu(), len(parts)
+
+
+def token_surfaces(tokenizer, ids: list[int]) -> list[str]:
+    """Each token's text as it shows in the decoded text, from the differences of growing prefixes.
+
+    Decoding one id alone loses SentencePiece's leading space and cannot show a byte of a multi-byte character.
+    A prefix that ends in an unfinished character (U+FFFD) gives its token an empty surface; the token that
+    completes the character gets the whole character. Empty surfaces are shown by their piece (`<0xF0>`).
+    """
+    prefixes = [tokenizer.decode(ids[:k]) for k in range(len(ids) + 1)]
+    out, done = [], ""
+    for k in range(len(ids)):
+        cur = prefixes[k + 1]
+        if cur.startswith(done) and not cur.endswith("\ufffd"):
+            out.append(cur[len(done) :])
+            done = cur
+        else:
+            out.append("")  # part of a character that a later token completes
+    if prefixes[-1] != done and prefixes[-1].startswith(done):
+        out[-1] += prefixes[-1][len(done) :]  # the text itself ends in an unfinished character
+    return out
+
+
+def token_label(sc: Scored, k: int) -> str:
+    """What to show for token k: its text, or its piece name when it is only part of a character."""
+    return sc.surfaces[k] or sc.pieces[k]
+
+
+def score_text(bundle, text: str) -> Scored:
+    """Tokenize `text` (bounded by LIMITS), run the model, and compute per-token statistics."""
+    check_text(text, "text", LIMITS.max_text_chars)
+    tokenizer, model = bundle.tokenizer, bundle.model
+    ids = list(tokenizer.encode(text))
+    notes = []
+    if len(ids) < 2:
+        raise ValueError(f"The text is {len(ids)} token long: type at least two tokens so one can be predicted.")
+    if len(ids) > LIMITS.max_eval_tokens + 1:
+        notes.append(f"The text has {len(ids):,} tokens; only the first {LIMITS.max_eval_tokens + 1:,} are scored.")
+        ids = ids[: LIMITS.max_eval_tokens + 1]
+    was_training = model.training
+    model.eval()  # dropout off: the loss of the model itself, not of a random sub-network
+    try:
+        logits, passes = windowed_logits(model, ids, context_window(model))
+    finally:
+        model.train(was_training)
+    if passes > 1:
+        notes.append(
+            f"The text is longer than the model's context ({context_window(model)} tokens): read in {passes} "
+            "overlapping windows, each token seeing at least half a context before it."
+        )
+    targets = torch.tensor(ids[1:], dtype=torch.long)  # (N,)
+    stats = losses.token_stats(logits, targets)
+    vocab = int(logits.shape[-1])
+    pieces = [_piece(tokenizer, i) for i in ids]
+    return Scored(ids, token_surfaces(tokenizer, ids), pieces, logits, targets, stats, vocab, notes)
+
+
+def _piece(tokenizer, i: int) -> str:
+    try:
+        return str(tokenizer.id_to_piece(i))
+    except (AttributeError, IndexError, KeyError, ValueError, TypeError):
+        return f"<id {i}>"
+
+
+# ------------------------------------------------------------------------------------------------- views
+def visible(s: str) -> str:
+    """A token's text with its whitespace made visible for a table cell."""
+    return s.replace(" ", "␣").replace("\n", "↵").replace("\t", "⇥") or "∅"
+
+
+def table_rows(sc: Scored) -> list[list]:
+    st = sc.stats
+    return [
+        [
+            t + 1,
+            visible(token_label(sc, t)),
+            visible(token_label(sc, t + 1)),
+            float(f"{float(st.p_target[t]):.4g}"),
+            round(float(st.nll[t]), 4),
+            int(st.rank[t]),
+            round(float(st.entropy[t]), 4),
+        ]
+        for t in range(len(sc.targets))
+    ]
+
+
+def surprise_colour(nll: float, scale: float) -> str:
+    """Green (no surprise) to red (as surprised as a uniform guess, ln V, or more)."""
+    t = min(max(nll / scale, 0.0), 1.0) if math.isfinite(nll) else 1.0
+    return f"hsl({120 * (1 - t):.0f}, 75%, 78%)"
+
+
+def chips_html(sc: Scored) -> str:
+    """The text as chips coloured by -log p; hover for the numbers. Every piece of text is escaped."""
+    scale = math.log(sc.vocab_size)
+    first = html.escape(visible_chip(token_label(sc, 0)))
+    spans = [f"<span class='pg-tok pg-ce-first' title='no prediction: nothing comes before it'>{first}</span>"]
+    for t in range(len(sc.targets)):
+        nll, p, rank = float(sc.stats.nll[t]), float(sc.stats.p_target[t]), int(sc.stats.rank[t])
+        tip = html.escape(f"p = {p:.4g}, -log p = {nll:.3f} nats, rank {rank}", quote=True)
+        text = html.escape(visible_chip(token_label(sc, t + 1)))
+        style = f"background:{surprise_colour(nll, scale)}"
+        cls = "pg-tok pg-ce-tok" + ("" if sc.surfaces[t + 1] else " byte")  # a byte of an unfinished character
+        spans.append(f"<span class='{cls}' style='{style}' title='{tip}' data-nll='{nll:.4f}'>{text}</span>")
+        if "\n" in sc.surfaces[t + 1]:
+            spans.append("<br>")
+    legend = (
+        "<div class='pg-ce-legend'>surprise: <span style='background:linear-gradient(90deg, hsl(120,75%,78%), "
+        f"hsl(60,75%,78%), hsl(0,75%,78%))'>&nbsp;0 nats &rarr; ln V = {scale:.2f} nats&nbsp;</span></div>"
+    )
+    return f"<div class='pg-tokens pg-ce-chips' id='ce-chips-inner'>{''.join(spans)}</div>{legend}"
+
+
+def visible_chip(s: str) -> str:
+    return s.replace("\n", "↵") or "∅"
+
+
+def three_way(sc: Scored) -> tuple[list[list], dict[str, float]]:
+    """The loss computed three ways on the same logits, and each one's difference from PyTorch's."""
+    values = {
+        "naive manual (exp, normalise, -log)": float(losses.cross_entropy_manual(sc.logits, sc.targets, stable=False)),
+        "stable manual (log-sum-exp)": float(losses.cross_entropy_manual(sc.logits, sc.targets, stable=True)),
+        "F.cross_entropy": float(losses.cross_entropy_torch(sc.logits, sc.targets)),
+    }
+    ref = values["F.cross_entropy"]
+    rows = [[name, _fmt(v), _fmt_diff(v - ref)] for name, v in values.items()]
+    return rows, values
+
+
+def summary_html(sc: Scored, loss: float) -> str:
+    base = losses.uniform_loss(sc.vocab_size)
+    worst = int(torch.argmax(sc.stats.nll))
+    worst_tok = html.escape(visible(token_label(sc, worst + 1)))
+    verdict = "about as good as" if abs(loss - base) < 0.05 else ("better than" if loss < base else "worse than")
+    stats = [
+        f"<span>loss <b id='ce-loss'>{loss:.4f}</b> nats/token</span>",
+        f"<span>perplexity <b id='ce-ppl'>{losses.perplexity(loss):,.1f}</b></span>",
+        f"<span>uniform baseline ln V <b id='ce-baseline'>{base:.2f}</b> (V = {sc.vocab_size:,})</span>",
+        f"<span>tokens scored <b>{len(sc.targets):,}</b></span>",
+    ]
+    lines = [
+        f"<div class='pg-stats'>{''.join(stats)}</div>",
+        f"<p>The model is <b>{verdict}</b> a uniform guess on this text. Most surprising token: "
+        f"<code>{worst_tok}</code> at position {worst + 1} (-log p = {float(sc.stats.nll[worst]):.2f} nats, "
+        f"rank {int(sc.stats.rank[worst])}).</p>",
+    ]
+    lines += [f"<p class='pg-ce-note'>{html.escape(n)}</p>" for n in sc.notes]
+    return "<div id='ce-summary-inner'>" + "".join(lines) + "</div>"
+
+
+def write_csv(rows: list[list]) -> str:
+    folder = Path(tempfile.mkdtemp(prefix="pg-ce-"))
+    path = folder / "cross_entropy_tokens.csv"
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(TABLE_HEADERS)
+        writer.writerows(rows)
+    return str(path)
+
+
+def break_view(r: losses.BreakResult) -> tuple[list[list], str]:
+    rows = []
+    for name, value in [
+        ("naive manual", r.naive),
+        ("stable manual (log-sum-exp)", r.stable),
+        ("F.cross_entropy", r.torch),
+    ]:
+        finite = math.isfinite(value)
+        diff = _fmt_diff(value - r.reference) if finite and math.isfinite(r.reference) else "-"
+        rows.append([name, _fmt(value), "yes" if finite else "NO", diff])
+    rows.append(["float64 reference", _fmt(r.reference), "yes" if math.isfinite(r.reference) else "NO", "0"])
+    return rows, _break_verdict(r)
+
+
+def _break_verdict(r: losses.BreakResult) -> str:
+    limit = math.log(torch.finfo(losses.BREAK_DTYPES[r.dtype]).max)  # 88.7 (float32, bfloat16), 11.1 (float16)
+    head = f"Scale {r.scale:,.4g} in {r.dtype}: the largest |logit| is {r.max_abs_logit:,.4g}; "
+    if not r.logits_finite:
+        biggest = torch.finfo(losses.BREAK_DTYPES[r.dtype]).max
+        msg = (
+            f"the scaled logits no longer fit {r.dtype} (its largest number is {biggest:,.0f}):"
+            " they are already inf before any loss is computed, so no formula can help. Lower the scale."
+        )
+        cls = "pg-bad"
+    elif not r.finite["naive"]:
+        msg = (
+            f"exp overflows {r.dtype} above e^{limit:.1f}, so the naive sum is inf and the loss {_fmt(r.naive)}; "
+            "log-sum-exp and F.cross_entropy subtract the largest logit first and stay finite."
+        )
+        cls = "pg-bad"
+    else:
+        msg = f"every exp stays below e^{limit:.1f}, the largest {r.dtype} number: all three agree. Raise the scale."
+        cls = "pg-ok"
+    return f"<p id='ce-break-verdict' class='{cls}'>{html.escape(head + msg)}</p>"
+
+
+def _fmt(v: float) -> str:
+    return f"{v:.8f}" if math.isfinite(v) and abs(v) < 1e6 else f"{v:.6g}"
+
+
+def _fmt_diff(d: float) -> str:
+    return f"{d:+.2e}" if math.isfinite(d) else str(d)
+
+
+# ---------------------------------------------------------------------------------------------- handlers
+@common.friendly
+def score(model_choice: str, text: str, session: dict):
+    """Score the text: summary, per-token table, coloured chips, the three computations, a CSV file."""
+    check_text(text, "text", LIMITS.max_text_chars)
+    bundle = common.resolve_bundle(model_choice, session)
+    sc = score_text(bundle, text)
+    rows = table_rows(sc)
+    three_rows, values = three_way(sc)
+    summary = summary_html(sc, values["stable manual (log-sum-exp)"])
+    table = gr.Dataframe(value=rows, headers=TABLE_HEADERS)
+    three = gr.Dataframe(value=three_rows, headers=THREE_HEADERS)
+    return summary, table, chips_html(sc), three, write_csv(rows)
+
+
+@common.friendly
+def break_naive(model_choice: str, text: str, scale_exp: float, dtype: str, session: dict):
+    """Scale the model's logits for this text by 10^scale_exp, cast to dtype, and compute the loss three ways."""
+    check_text(text, "text", LIMITS.max_text_chars)
+    exp = check_float(scale_exp, "The logit scale exponent", 0.0, MAX_SCALE_EXP)
+    if dtype not in losses.BREAK_DTYPES:
+        raise ValueError(f"Choose a dtype among {list(losses.BREAK_DTYPES)}, got {dtype!r}.")
+    sc = score_text(common.resolve_bundle(model_choice, session), text)
+    rows, verdict = break_view(losses.break_it(sc.logits, sc.targets, 10.0**exp, dtype))
+    return gr.Dataframe(value=rows, headers=BREAK_HEADERS), verdict
+
+
+# ------------------------------------------------------------------------------------------------ layout
+def build(ctx: common.TabContext) -> None:
+    with gr.Tab("Cross-entropy", id="cross_entropy", elem_id="tab-cross_entropy"):
+        with gr.Row():
+            with gr.Column(scale=2, min_width=320):
+                common.lesson("cross_entropy")
+            with gr.Column(scale=3, min_width=340):
+                model = common.model_picker(elem_id="ce-model")
+                text = gr.Textbox(
+                    value=DEFAULT_TEXT,
+                    label="Text to score",
+                    lines=4,
+                    max_length=LIMITS.max_text_chars,
+                    info=f"Up to {LIMITS.max_eval_tokens:,} tokens are scored.",
+                    elem_id="ce-text",
+                )
+                go = gr.Button("Score", variant="primary", elem_id="ce-score")
+                summary = gr.HTML(elem_id="ce-summary")
+                chips = gr.HTML(elem_id="ce-chips")
+                three = gr.Dataframe(
+                    headers=THREE_HEADERS, label="The same loss three ways", interactive=False, elem_id="ce-three"
+                )
+                table = gr.Dataframe(
+                    headers=TABLE_HEADERS,
+                    label="Token by token (click a header to sort)",
+                    interactive=False,
+                    max_height=420,
+                    elem_id="ce-table",
+                )
+                csv_file = gr.File(label="The table as CSV", interactive=False, elem_id="ce-csv")
+                with gr.Accordion("Break it: scale the logits, change the dtype", open=True, elem_id="ce-break"):
+                    scale_exp = gr.Slider(
+                        0.0,
+                        MAX_SCALE_EXP,
+                        value=0.0,
+                        step=0.1,
+                        label="Logit scale = 10^x (x = 0: the model's own logits; 2: a hundred times sharper)",
+                        elem_id="ce-scale",
+                    )
+                    dtype = gr.Radio(list(losses.BREAK_DTYPES), value="float32", label="dtype", elem_id="ce-dtype")
+                    brk = gr.Button("Compute the three losses", elem_id="ce-break-go")
+                    verdict = gr.HTML(elem_id="ce-break-verdict-box")
+                    broken = gr.Dataframe(headers=BREAK_HEADERS, interactive=False, elem_id="ce-break-table")
+        go.click(
+            score,
+            [model, text, ctx.session],
+            [summary, table, chips, three, csv_file],
+            api_name="ce_score",
+            **common.LIGHT,
+        )
+        brk.click(
+            break_naive,
+            [model, text, scale_exp, dtype, ctx.session],
+            [broken, verdict],
+            api_name="ce_break",
+            **common.LIGHT,
+        )

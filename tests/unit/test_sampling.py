@@ -193,7 +193,7 @@ def _llama(context: int = 32, vocab: int = 64):
     config = llama.LlamaConfig(
         vocab_size=vocab, max_seq_len=context, dim=32, n_layers=2, n_heads=4, n_kv_heads=2, hidden_dim=64
     )
-    return llama.Llama(config).eval()
+    return llama.Transformer(config).eval()
 
 
 MODELS = {"gpt": _gpt, "llama": _llama}

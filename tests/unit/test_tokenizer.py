@@ -1,0 +1,319 @@
+"""Tokenizers: Unicode round trips, byte fallback, the course's settings really in the model file, determinism,
+the chat template, and the same interface over a `transformers` tokenizer (built locally: no network)."""
+
+import json
+import struct
+import time
+
+import pytest
+
+from playground import corpus
+from playground import tokenizer as T
+
+DIVERSE = [
+    "Once upon a time",
+    "In 1999, the President said: naïve café!",
+    "東京タワー 北京 서울",  # CJK + Hangul
+    "שלום עולם and مرحبا بالعالم",  # RTL scripts mixed with LTR
+    "rocket 🚀, family 👨‍👩‍👧 (zero-width joiners), flag 🇫🇷",
+    "e\u0301 a\u0308 n\u0303 (combining marks)",
+    "tabs\tand\r\nwindows newlines\n\nand  double  spaces ",
+    "   leading spaces and trailing   ",
+    "control \x00\x07\x1b characters and \u200b zero width",
+    "</s> <s> <unk> <|user|> spelled in the text",
+    "\n",
+]
+
+
+@pytest.fixture(scope="module")
+def small():
+    """A 1000-piece tokenizer trained in memory on a slice of the shipped corpus (well under a second)."""
+    return T.train_tokenizer(corpus.sample_corpus("all", 200_000), vocab_size=1000)
+
+
+@pytest.fixture(scope="module")
+def bundled():
+    return T.load_tokenizer("bundled")
+
+
+# ------------------------------------------------------------------ an independent reader of the model file
+def _fields(buf):
+    """Minimal protobuf wire-format reader written for this test (independent of playground.tokenizer)."""
+    pos, out = 0, []
+    while pos < len(buf):
+        key, shift = 0, 0
+        while True:
+            b = buf[pos]
+            pos += 1
+            key |= (b & 0x7F) << shift
+            shift += 7
+            if b < 0x80:
+                break
+        num, wire = key >> 3, key & 7
+        if wire == 0:
+            val, shift = 0, 0
+            while True:
+                b = buf[pos]
+                pos += 1
+                val |= (b & 0x7F) << shift
+                shift += 7
+                if b < 0x80:
+                    break
+        elif wire == 2:
+            n, shift = 0, 0
+            while True:
+                b = buf[pos]
+                pos += 1
+                n |= (b & 0x7F) << shift
+                shift += 7
+                if b < 0x80:
+                    break
+            val, pos = buf[pos : pos + n], pos + n
+        elif wire == 5:
+            val, pos = struct.unpack("<f", buf[pos : pos + 4])[0], pos + 4
+        else:
+            val, pos = buf[pos : pos + 8], pos + 8
+        out.append((num, val))
+    return out
+
+
+def _specs(model_bytes):
+    top = _fields(model_bytes)
+    trainer = dict(_fields(next(v for n, v in top if n == 2)))
+    normalizer = dict(_fields(next(v for n, v in top if n == 3)))
+    user_defined = [v.decode() for n, v in _fields(next(v for n, v in top if n == 2)) if n == 31]
+    return trainer, normalizer, user_defined
+
+
+@pytest.mark.parametrize("which", ["small", "bundled"])
+def test_course_settings_are_in_the_trainer_spec(which, request):
+    tok = request.getfixturevalue(which)
+    trainer, normalizer, user_defined = _specs(tok.to_bytes())
+    # field numbers from sentencepiece_model.proto (TrainerSpec / NormalizerSpec)
+    assert trainer[3] == 2  # model_type BPE
+    assert trainer[4] == tok.vocab_size == (1000 if which == "small" else 4096)
+    assert trainer[10] == pytest.approx(0.995)  # character_coverage
+    assert trainer[25] == 1  # split_digits
+    assert trainer[26] == 1  # allow_whitespace_only_pieces
+    assert trainer[35] == 1  # byte_fallback
+    assert trainer[44].decode() == " \u2047 "  # unk_surface: the notes' octal escape, as the real character
+    assert normalizer[1] == b"identity"  # normalization_rule_name
+    assert normalizer[4] == 0  # remove_extra_whitespaces off: our addition, so round trips are exact
+    assert user_defined == ["<|system|>", "<|user|>", "<|assistant|>"]
+    # the library's own reader agrees
+    s = tok.settings()
+    assert (s["model_type"], s["byte_fallback"], s["split_digits"]) == ("bpe", True, True)
+
+
+# --------------------------------------------------------------------------------------------- round trips
+@pytest.mark.parametrize("text", DIVERSE)
+@pytest.mark.parametrize("which", ["small", "bundled"])
+def test_round_trip_on_diverse_unicode(which, text, request):
+    tok = request.getfixturevalue(which)
+    ids = tok.encode(text)
+    assert all(isinstance(i, int) and 0 <= i < tok.vocab_size for i in ids)
+    assert tok.decode(ids) == text
+    assert len(tok.pieces(text)) == len(ids)
+
+
+def test_byte_fallback_spells_unknown_characters_as_utf8_bytes(small):
+    assert "東" not in {small.id_to_piece(i) for i in range(small.vocab_size)}
+    ids = small.encode("東")
+    pieces = small.pieces("東")
+    # "東" is E6 9D B1 in UTF-8: after the "▁" of the dummy prefix come exactly those three byte pieces
+    assert pieces[-3:] == ["<0xE6>", "<0x9D>", "<0xB1>"]
+    assert all(small.is_byte(i) for i in ids[-3:])
+    assert not small.is_byte(small.encode("the")[0])
+    assert small.unk_id not in small.encode("東京 🚀 \x00")  # byte fallback: nothing is ever <unk>
+
+
+def test_split_digits_and_specials(bundled):
+    assert bundled.pieces("2024")[-4:] == ["2", "<0x30>", "2", "4"] or all(
+        len(p) == 1 or p.startswith("<0x") for p in bundled.pieces("2024")[1:]
+    )  # each digit its own piece
+    assert (bundled.bos_id, bundled.eos_id, bundled.unk_id) == (1, 2, 0)
+    assert bundled.pad_id == bundled.eos_id  # no pad piece: pad is eos, as in the course
+    for sym in T.CHAT_SYMBOLS:
+        (i,) = [i for i in bundled.encode(sym) if bundled.is_special(i)]
+        assert bundled.id_to_piece(i) == sym
+    # plain encode never turns typed "</s>" into the eos id (no injection), specials=True does
+    assert bundled.eos_id not in bundled.encode("a </s> b")
+    assert bundled.eos_id in bundled.encode("a </s> b", specials=True)
+    assert bundled.decode(bundled.encode("a </s> b", specials=True)) == "a </s> b"
+
+
+# -------------------------------------------------------------------------------------------- determinism
+def test_training_is_deterministic_and_in_memory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # anything sentencepiece might write would land here
+    text = corpus.sample_corpus("kjv", 60_000)
+    a = T.train_tokenizer(text, 600).to_bytes()
+    b = T.train_tokenizer(text, 600).to_bytes()
+    assert a == b
+    assert T.train_tokenizer(text + "\nA different ending line.", 600).to_bytes() != a
+    assert list(tmp_path.iterdir()) == []  # no temp files left behind
+
+
+def test_cli_twice_gives_the_same_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(corpus, "split_corpus", lambda name, frac: (corpus.sample_corpus("austen", 50_000), "val"))
+    assert T.cli(["--out", str(tmp_path / "a"), "--vocab-size", "500"]) == 0
+    assert T.cli(["--out", str(tmp_path / "b"), "--vocab-size", "500"]) == 0
+    assert (tmp_path / "a/tokenizer.model").read_bytes() == (tmp_path / "b/tokenizer.model").read_bytes()
+    assert T.load_tokenizer(tmp_path / "a").vocab_size == 500
+
+
+@pytest.mark.parametrize("model_type", T.MODEL_TYPES)
+def test_every_model_type_trains_and_round_trips(model_type):
+    text = corpus.sample_corpus("austen", 40_000)
+    tok = T.train_tokenizer(text, 400 if model_type != "word" else 1200, model_type)
+    assert tok.settings()["model_type"] == model_type
+    s = "Emma was handsome, clever and rich. 東京"
+    if model_type == "word":  # no byte fallback: words it never saw are <unk>, decoded as " ⁇ "
+        assert "\u2047" in tok.decode(tok.encode(s)) and tok.unk_id in tok.encode(s)
+    else:
+        assert tok.decode(tok.encode(s)) == s
+
+
+def test_training_errors_are_readable():
+    text = corpus.sample_corpus("austen", 20_000)
+    with pytest.raises(ValueError, match=r"too big for this text.*at most \d+"):
+        T.train_tokenizer(text, 50_000)
+    with pytest.raises(ValueError, match="too small"):
+        T.train_tokenizer(text, 20)
+    with pytest.raises(ValueError, match="empty"):
+        T.train_tokenizer("  \n ", 300)
+    with pytest.raises(ValueError, match="'bytes'"):
+        T.train_tokenizer(text, 300, model_type="bytes")
+
+
+def test_long_lines_are_cut_for_sentencepiece():
+    line = " ".join(f"Sentence number {i} is here." for i in range(2000))  # ~56k characters, one line
+    chunks = list(T.training_sentences(line + "\n\nshort line\n" + "x" * 9000, max_bytes=4000))
+    assert all(len(c.encode()) <= 4000 for c in chunks)
+    assert " ".join(chunks[:-4]).count("Sentence number") + sum(c.count("Sentence number") for c in chunks[-4:]) == 2000
+    assert "short line" in chunks
+    assert "".join(c for c in chunks if set(c) == {"x"}) == "x" * 9000  # a giant "sentence" is cut, not lost
+
+
+# ------------------------------------------------------------------------------------------ chat template
+MESSAGES = [
+    {"role": "system", "content": "Be brief."},
+    {"role": "user", "content": "Hi"},
+    {"role": "assistant", "content": "Hello!"},
+    {"role": "user", "content": "Bye"},
+]
+
+
+def test_chat_template_renders_exactly(bundled):
+    assert bundled.render_chat(MESSAGES[:2], add_generation_prompt=True) == (
+        "<|system|>\nBe brief.</s><|user|>\nHi</s><|assistant|>\n"
+    )
+    assert (
+        bundled.render_chat(MESSAGES) == "<|system|>\nBe brief.</s><|user|>\nHi</s><|assistant|>\nHello!</s>"
+        "<|user|>\nBye</s>"
+    )
+    with pytest.raises(ValueError, match="Unknown role: tool"):
+        bundled.render_chat([{"role": "tool", "content": "x"}])
+    with pytest.raises(ValueError, match="messages"):
+        bundled.render_chat("just a string")
+
+
+def test_the_notes_template_had_stray_newlines():
+    """The course's template (notes §83) rendered the way transformers does: a stray newline after every eos."""
+    notes = (
+        "{% for message in messages %}{% if message['role'] == 'user' %}\n{{ '<|user|>\n' + message['content'] + "
+        "eos_token }}\n{% elif message['role'] == 'system' %}\n{{ '<|system|>\n' + message['content'] + eos_token "
+        "}}\n{% elif message['role'] == 'assistant' %}\n{{ '<|assistant|>\n'  + message['content'] + eos_token }}\n"
+        "{% endif %}\n{% if loop.last and add_generation_prompt %}\n{{ '<|assistant|>' }}\n{% endif %}\n{% endfor %}"
+    )
+    old = T.render_chat_template(notes, MESSAGES[1:2], True, eos_token="</s>")
+    assert old == "<|user|>\nHi</s>\n<|assistant|>\n"
+    new = T.render_chat_template(T.CHAT_TEMPLATE, MESSAGES[1:2], True, eos_token="</s>")
+    assert new == "<|user|>\nHi</s><|assistant|>\n"
+
+
+def test_chat_ids_map_specials_to_ids(bundled):
+    ids = bundled.apply_chat_template(MESSAGES[:2], add_generation_prompt=True)
+    pieces = [bundled.id_to_piece(i) for i in ids]
+    assert pieces[0] == "<|system|>" and pieces[1] == "<0x0A>"  # no stray "▁" before or after a special token
+    assert ids.count(bundled.eos_id) == 2
+    assert pieces[-2:] == ["<|assistant|>", "<0x0A>"]
+    assert "<0x3C>" not in pieces  # "<" of "</s>" never spelled out as a byte
+    assert bundled.decode(ids) == bundled.render_chat(MESSAGES[:2], True)
+
+
+# ----------------------------------------------------------------------------------------- save and load
+def test_save_and_load_round_trip(small, tmp_path):
+    small.save(tmp_path / "tok")
+    config = json.loads((tmp_path / "tok/tokenizer_config.json").read_text())
+    assert config["chat_template"] == T.CHAT_TEMPLATE and config["eos_token"] == "</s>"
+    for source in (tmp_path / "tok", tmp_path / "tok/tokenizer.model"):
+        again = T.load_tokenizer(source)
+        assert isinstance(again, T.SentencePieceTokenizer)
+        assert again.to_bytes() == small.to_bytes()
+        assert again.encode(DIVERSE[1]) == small.encode(DIVERSE[1])
+        assert again.chat_template == T.CHAT_TEMPLATE
+
+
+def test_load_errors_are_clear(tmp_path):
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(ValueError, match=".model"):
+        T.load_tokenizer(tmp_path / "notes.txt")
+    with pytest.raises(ValueError, match="no such file"):
+        T.load_tokenizer(str(tmp_path / "missing"))
+    with pytest.raises(ValueError, match="neither a folder nor a Hub id"):
+        T.load_tokenizer("not a hub id!")
+    with pytest.raises(ValueError, match="valid SentencePiece"):
+        T.SentencePieceTokenizer(b"definitely not a model")
+
+
+def test_offline_hub_id_fails_fast(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match="offline"):
+        T.load_tokenizer("nobody-here/no-such-tokenizer@main")
+    assert time.perf_counter() - start < 10
+
+
+# ------------------------------------------------------------------------------ a transformers tokenizer
+@pytest.fixture(scope="module")
+def hf_folder(tmp_path_factory):
+    """A tiny byte-level BPE built with the `tokenizers` library, saved as a PreTrainedTokenizerFast folder."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    raw = Tokenizer(models.BPE())
+    raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    raw.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=400,
+        special_tokens=["<|endoftext|>", "<|user|>", "<|assistant|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    raw.train_from_iterator(corpus.sample_corpus("austen", 30_000).splitlines(), trainer)
+    hf = PreTrainedTokenizerFast(
+        tokenizer_object=raw,
+        bos_token="<|endoftext|>",
+        eos_token="<|endoftext|>",
+        additional_special_tokens=["<|user|>", "<|assistant|>"],
+    )
+    folder = tmp_path_factory.mktemp("hf_tok")
+    hf.save_pretrained(folder)
+    return folder
+
+
+def test_transformers_tokenizer_behind_the_same_interface(hf_folder):
+    tok = T.load_tokenizer(hf_folder)
+    assert isinstance(tok, T.HFTokenizer)
+    assert tok.vocab_size == 400
+    for text in DIVERSE[:6]:
+        assert tok.decode(tok.encode(text)) == text
+    assert tok.pad_id == tok.eos_id  # no pad token: falls back to eos
+    eos = tok.eos_id
+    assert tok.is_special(eos) and not tok.is_special(tok.encode("the")[0])
+    assert eos not in tok.encode("say <|endoftext|> here")  # typed text stays text
+    # no template of its own: ours is used, and the special strings map to ids
+    assert tok.chat_template is None
+    ids = tok.apply_chat_template(MESSAGES[1:2], add_generation_prompt=True)
+    assert ids.count(eos) == 1 and ids[0] == tok.special_tokens["<|user|>"]
+    assert tok.decode(ids) == "<|user|>\nHi<|endoftext|><|assistant|>\n"
+    assert len(tok.to_bytes()) > 100  # a zip of the saved folder

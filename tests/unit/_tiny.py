@@ -1,0 +1,35 @@
+"""Helpers shared by the model/checkpoint tests: a tiny tokenizer and tiny random Hugging Face Llamas."""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+
+TEXT = "\n".join(f"the quick brown fox {i} jumps over the lazy dog number {i * 7}." for i in range(200))
+VOCAB = 320  # the tiny tokenizer's size; models here have at least this many rows
+
+
+@functools.lru_cache(maxsize=1)
+def tiny_tokenizer():
+    from playground.tokenizer import train_tokenizer
+
+    return train_tokenizer(TEXT, vocab_size=VOCAB)
+
+
+def hf_llama(seed=0, **kw):
+    """A random transformers LlamaForCausalLM in float32, every tensor (norms, biases too) randomised."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    cfg = dict(
+        vocab_size=VOCAB, hidden_size=48, intermediate_size=80, num_hidden_layers=2, num_attention_heads=6,
+        num_key_value_heads=3, max_position_embeddings=64, rope_theta=10000.0, attention_bias=False,
+        mlp_bias=False, tie_word_embeddings=False,
+    )  # fmt: skip
+    cfg.update(kw)
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(LlamaConfig(**cfg)).float().eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            p.copy_(1.0 + 0.1 * torch.randn_like(p) if "norm" in name else 0.1 * torch.randn_like(p))
+    return model

@@ -172,3 +172,148 @@ def test_token_logps_masks_exactly_the_ignored_labels():
     logps, mask = losses.token_logps(logits, labels)
     assert mask.tolist() == [[False, True, True, False]]
     assert logps[0, 0] == 0 and logps[0, 3] == 0 and (logps[0, 1:3] < 0).all()
+
+
+# ------------------------------------------------------------------------------- encoding, breakdown, steps
+@pytest.fixture(scope="module")
+def tok():
+    """A small SentencePiece BPE with the chat symbols, trained in memory on the shipped chatterbot answers."""
+    import json
+
+    from playground import ASSETS
+    from playground.tokenizer import train_tokenizer
+
+    rows = [json.loads(line) for line in (ASSETS / "preferences" / "chatterbot_qa.jsonl").open(encoding="utf-8")]
+    return train_tokenizer("\n".join(f"{r['prompt']}\n{r['answer']}" for r in rows), vocab_size=512)
+
+
+def tiny_model(arch: str, vocab_size: int, context: int = 96):
+    torch.manual_seed(0)
+    if arch == "llama":
+        from playground.llama import new_llama
+
+        return new_llama("tiny", vocab_size=vocab_size, max_seq_len=context, dim=48, n_layers=2, n_heads=4,
+                         n_kv_heads=2)
+    from playground.gpt import new_gpt
+
+    return new_gpt("tiny", vocab_size=vocab_size, context_length=context, n_embd=48, n_layer=2, n_head=4)
+
+
+PAIR = {"prompt": "What is AI?", "chosen": "The study of machines that think.", "rejected": "Mona Lisa"}
+
+
+def test_encode_example_masks_exactly_the_prompt_and_the_padding(tok):
+    from playground import orpo
+
+    ex = orpo.encode_example(tok, PAIR["prompt"], PAIR["chosen"], PAIR["rejected"], max_len=96)
+    head = tok.apply_chat_template([{"role": "user", "content": PAIR["prompt"]}], add_generation_prompt=True)
+    n = ex.prompt_len
+    assert n == len(head) and ex.chosen_input_ids[:n] == head == ex.rejected_input_ids[:n]
+    for ids, labels, reply in ((ex.chosen_input_ids, ex.chosen_labels, PAIR["chosen"]),
+                               (ex.rejected_input_ids, ex.rejected_labels, PAIR["rejected"])):
+        scored = [i for i, lab in enumerate(labels) if lab != -100]
+        assert scored == list(range(n, n + len(scored)))  # one block, right after the prompt
+        assert [ids[i] for i in scored] == [labels[i] for i in scored]
+        assert ids[scored[-1]] == tok.eos_id  # the reply ends with end-of-sequence: the model learns to stop
+        assert tok.decode([ids[i] for i in scored[:-1]]).strip() == reply
+        assert all(ids[i] == tok.pad_id for i in range(scored[-1] + 1, len(ids)))  # the rest is padding
+    assert len(ex.chosen_input_ids) == len(ex.rejected_input_ids)
+    # the whole chosen conversation through the template is exactly prompt + scored reply
+    whole = tok.apply_chat_template([{"role": "user", "content": PAIR["prompt"]},
+                                     {"role": "assistant", "content": PAIR["chosen"]}])
+    assert ex.chosen_input_ids[: len(whole)] == whole
+
+
+def test_collate_pads_with_ignored_labels_and_token_mask_matches(tok):
+    from playground import orpo
+
+    a = orpo.encode_example(tok, "Hi", "Hello there, how are you today?", "Go away", 96)
+    b = orpo.encode_example(tok, "Tell me a long story about a cat and a dog", "No.", "Yes.", 96)
+    ids, labels = orpo.collate([a, b], tok.pad_id)
+    assert ids.shape == labels.shape == (4, max(a.length, b.length))
+    for r, (seq, lab) in enumerate(((a.chosen_input_ids, a.chosen_labels), (b.chosen_input_ids, b.chosen_labels),
+                                    (a.rejected_input_ids, a.rejected_labels),
+                                    (b.rejected_input_ids, b.rejected_labels))):
+        assert ids[r, : len(seq)].tolist() == seq and labels[r, : len(lab)].tolist() == lab
+        assert (labels[r, len(lab):] == -100).all() and (ids[r, len(seq):] == tok.pad_id).all()
+    _, mask = losses.token_logps(torch.zeros(*ids.shape, tok.vocab_size), labels)
+    assert mask.sum().item() == sum(sum(lab != -100 for lab in x) for x in
+                                    (a.chosen_labels, b.chosen_labels, a.rejected_labels, b.rejected_labels))
+
+
+def test_encode_example_truncates_to_max_len(tok):
+    from playground import orpo
+
+    ex = orpo.encode_example(tok, "word " * 200, "an answer " * 50, "no", max_len=40)
+    assert ex.truncated and ex.length <= 40 and ex.prompt_len == 20
+    assert ex.chosen_labels[: ex.prompt_len] == [-100] * ex.prompt_len
+
+
+@pytest.mark.parametrize("bad", [{"prompt": "", "chosen": "a", "rejected": "b"},
+                                 {"prompt": "q", "chosen": "  ", "rejected": "b"},
+                                 {"prompt": "q", "chosen": "a"}])
+def test_bad_examples_raise_value_error(tok, bad):
+    from playground import orpo
+
+    with pytest.raises(ValueError):
+        orpo.example_breakdown(tiny_model("llama", tok.vocab_size), tok, bad)
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt"])
+def test_breakdown_agrees_with_an_independent_float64_computation(tok, arch):
+    from playground import orpo
+
+    model = tiny_model(arch, tok.vocab_size)
+    lam = 0.5
+    bd = orpo.example_breakdown(model, tok, PAIR, lam)
+    ex = orpo.encode_example(tok, PAIR["prompt"], PAIR["chosen"], PAIR["rejected"], 96)
+    avgs, per_token = [], []
+    with torch.no_grad():
+        for ids, labels in ((ex.chosen_input_ids, ex.chosen_labels), (ex.rejected_input_ids, ex.rejected_labels)):
+            logits = model(torch.tensor([ids]))[0].double()  # (T, V)
+            terms = [float(torch.log_softmax(logits[t - 1], -1)[labels[t]]) for t in range(1, len(ids))
+                     if labels[t] != -100]
+            per_token.append(terms)
+            avgs.append(sum(terms) / len(terms))
+    want = ref_orpo([avgs[0]], [avgs[1]], -avgs[0], lam)
+    assert bd.chosen.token_logps == pytest.approx(per_token[0], abs=1e-4)
+    assert bd.rejected.token_logps == pytest.approx(per_token[1], abs=1e-4)
+    assert bd.chosen.avg_logp == pytest.approx(avgs[0], abs=1e-5)
+    assert bd.chosen.p == pytest.approx(math.exp(avgs[0]), rel=1e-4)
+    assert bd.chosen.odds == pytest.approx(math.exp(avgs[0]) / (1 - math.exp(avgs[0])), rel=1e-4)
+    assert bd.log_odds_ratio == pytest.approx(want["log_odds"][0], abs=1e-4)
+    assert bd.log_odds_ratio == pytest.approx(bd.chosen.log_odds - bd.rejected.log_odds, abs=1e-5)
+    assert bd.sigmoid == pytest.approx(want["ratio"][0], abs=1e-5)
+    assert bd.or_loss == pytest.approx(want["or_loss"][0], abs=1e-5)
+    assert bd.nll == pytest.approx(-avgs[0], abs=1e-5)
+    assert bd.loss == pytest.approx(want["loss"], abs=1e-4)
+    assert bd.chosen.tokens[-1] == tok.id_to_piece(tok.eos_id)
+    assert len(bd.chosen.tokens) == len(bd.chosen.token_logps) == len(bd.chosen.token_ids)
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt"])
+def test_orpo_steps_raise_the_log_odds_ratio(tok, arch):
+    from playground import orpo
+
+    model = tiny_model(arch, tok.vocab_size)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    records = list(orpo.orpo_steps(model, tok, PAIR, n=8, lr=3e-3, lam=0.5))
+    assert [r.step for r in records] == list(range(9))
+    first, last = records[0], records[-1]
+    assert last.log_odds_ratio > first.log_odds_ratio + 1.0
+    assert last.chosen_logp > first.chosen_logp and last.rejected_logp < first.rejected_logp
+    assert last.loss < first.loss
+    assert last.breakdown.log_odds_ratio == pytest.approx(last.log_odds_ratio)
+    # the state after the steps is what a fresh breakdown of the trained model sees
+    assert orpo.example_breakdown(model, tok, PAIR, 0.5).log_odds_ratio == pytest.approx(last.log_odds_ratio, abs=1e-4)
+    assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())  # trained in place
+
+
+def test_orpo_steps_validate_their_arguments(tok):
+    from playground import orpo
+
+    model = tiny_model("llama", tok.vocab_size)
+    with pytest.raises(ValueError, match="n must"):
+        next(orpo.orpo_steps(model, tok, PAIR, n=0))
+    with pytest.raises(ValueError, match="lr must"):
+        next(orpo.orpo_steps(model, tok, PAIR, n=1, lr=-1.0))

@@ -725,7 +725,9 @@ def _readable_trainer_error(message: str, vocab_size: int, n_chars: int) -> str:
             f"vocabulary size {vocab_size} is too big for this text ({n_chars:,} characters): it supports at "
             f"most {too_high.group(2)} pieces. Use more text or a smaller vocabulary."
         )
-    if "smaller than required_chars" in message or "Vocabulary size is smaller" in message:
+    if "smaller than required_chars" in message or "Vocabulary size is smaller" in message or re.search(
+        r"\(vocab_size\) >= \(0\)", message
+    ):
         return (
             f"vocabulary size {vocab_size} is too small: it must hold every distinct character of the text, "
             "the special tokens and (with byte fallback) the 256 byte pieces. Choose a larger vocabulary."

@@ -1,0 +1,294 @@
+"""The Tokenize tab: text -> coloured token chips with ids and counts, a side-by-side comparison, and training a
+tokenizer of your own in seconds.
+
+Handlers are thin adapters over `playground.tokenizer` and `playground.corpus`. Tokenizers this learner trains
+live in their session (`session["tokenizers"]`: name -> serialized .model bytes); shared ones (the bundled one,
+Hub / folder ones) are loaded once and cached read-only.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import re
+import tempfile
+import threading
+import time
+import unicodedata
+from collections import Counter
+from pathlib import Path
+
+import gradio as gr
+
+from playground import corpus
+from playground import tokenizer as tk
+from playground.limits import LIMITS, check_int, check_text
+from playground.ui import common
+
+log = logging.getLogger(__name__)
+
+BUNDLED_LABEL = "bundled BPE 4096"
+NONE = "(none)"
+DEFAULT_TEXT = (
+    "The President said in 1999: tokenization isn't magic! 🚀\nCafé crème, naïve façade, 東京 and שלום are rarer here."
+)
+MAX_CHIPS = 3000  # chips drawn in the page (counts always cover the whole text)
+MAX_TABLE_ROWS = 300
+TRAIN_CHARS = 500_000  # text a tokenizer is trained on here: a few seconds on 2 cores for every model type
+PASTE, CORPUS = "paste text", "a bundled corpus"
+TABLE_HEADERS = ["id", "piece", "count", "kind"]
+STAT_KEYS = ("characters", "tokens", "characters per token", "unique tokens", "byte-fallback pieces")
+
+_SHARED: dict[str, tk.Tokenizer] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+# ----------------------------------------------------------------------------------------- tokenizers
+def choices(session: dict | None) -> list[str]:
+    return [BUNDLED_LABEL, *((session or {}).get("tokenizers") or {})]
+
+
+def resolve(choice: str, session: dict | None) -> tk.Tokenizer:
+    """The tokenizer a dropdown value means: bundled, one trained in this session, a folder or a Hub id."""
+    choice = (choice or "").strip()
+    if not choice:
+        raise ValueError("Choose a tokenizer first.")
+    mine = (session or {}).get("tokenizers") or {}
+    if choice in mine:
+        return tk.SentencePieceTokenizer(mine[choice], name=choice)
+    key = tk.BUNDLED if choice == BUNDLED_LABEL else choice
+    with _SHARED_LOCK:  # read-only and shared by every user: load once
+        if key not in _SHARED:
+            _SHARED[key] = tk.load_tokenizer(key)
+            if len(_SHARED) > 8:
+                _SHARED.pop(next(k for k in _SHARED if k != tk.BUNDLED))
+        return _SHARED[key]
+
+
+# ------------------------------------------------------------------------------------------- analysis
+def analyse(tok: tk.Tokenizer, text: str) -> dict:
+    """Everything the view shows about `text` under `tok`: ids, counts and the round-trip check."""
+    ids = tok.encode(text)
+    n_bytes = sum(tok.is_byte(i) for i in ids)
+    decoded = tok.decode(ids)
+    return {
+        "ids": ids,
+        "characters": len(text),
+        "tokens": len(ids),
+        "characters per token": round(len(text) / len(ids), 2) if ids else 0.0,
+        "unique tokens": len(set(ids)),
+        "byte-fallback pieces": n_bytes,
+        "round trip": decoded == text,
+    }
+
+
+def visible(piece: str) -> str:
+    """A piece made readable: control characters as escapes (\\n, \\t, \\x00); `▁` stays, it is the space mark."""
+    named = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
+    return "".join(
+        named.get(c, f"\\x{ord(c):02x}") if unicodedata.category(c) in ("Cc", "Cf") and c != "\u200d" else c
+        for c in piece
+    )
+
+
+def colour(i: int) -> str:
+    """A pastel colour per id (golden-angle hues: neighbouring ids look different)."""
+    return f"hsl({(i * 137.508) % 360:.0f}, 70%, 82%)"
+
+
+def chips_html(tok: tk.Tokenizer, ids: list[int], elem: str) -> str:
+    """The tokens as chips: the piece (escaped) with its id beneath; bytes and specials marked."""
+    spans = []
+    for i in ids[:MAX_CHIPS]:
+        piece = visible(tok.id_to_piece(i) or "")
+        kind = "byte" if tok.is_byte(i) else "special" if tok.is_special(i) else ""
+        text = html.escape(piece).replace("\u2581", "<span class='pg-ws'>\u2581</span>")
+        spans.append(
+            f"<span class='pg-tok {kind}' style='background:{colour(i)}' title='id {i}"
+            f"{' (' + kind + ')' if kind else ''}'>{text}<sub>{i}</sub></span>"
+        )
+    more = ""
+    if len(ids) > MAX_CHIPS:
+        more = f"<p class='pg-more'>… showing the first {MAX_CHIPS:,} of {len(ids):,} tokens (counts cover all).</p>"
+    return f"<div class='pg-tokens' id='{elem}-inner'>{''.join(spans)}</div>{more}"
+
+
+def stats_html(tok: tk.Tokenizer, a: dict, elem: str) -> str:
+    items = "".join(f"<span class='pg-stat' data-key='{k}'>{html.escape(k)}: <b>{a[k]:,}</b></span>" for k in STAT_KEYS)
+    ok = a["round trip"]
+    check = (
+        "<span class='pg-ok' data-key='round trip'>decode(encode(text)) == text ✓</span>"
+        if ok
+        else "<span class='pg-bad' data-key='round trip'>decode(encode(text)) != text ✗ (this tokenizer is lossy "
+        "here: normalisation or unknown characters)</span>"
+    )
+    return (
+        f"<div class='pg-stats' id='{elem}-inner'><span class='pg-tok-name'>{html.escape(tok.name)} "
+        f"(vocabulary {tok.vocab_size:,})</span>{items}{check}</div>"
+    )
+
+
+def table_rows(tok: tk.Tokenizer, ids: list[int]) -> list[list]:
+    rows = []
+    for i, n in Counter(ids).most_common(MAX_TABLE_ROWS):
+        kind = "byte" if tok.is_byte(i) else "special" if tok.is_special(i) else "piece"
+        rows.append([i, visible(tok.id_to_piece(i) or ""), n, kind])
+    return rows
+
+
+def _empty(message: str) -> str:
+    return f"<div class='pg-stats'><span>{html.escape(message)}</span></div>"
+
+
+# ------------------------------------------------------------------------------------------- handlers
+@common.friendly
+def tokenize(text: str, choice: str, compare: str, session: dict):
+    """-> stats, chips, table for `choice`; stats and chips for `compare` (empty when none)."""
+    if text is None or text == "":
+        hint = _empty("Type or paste some text to see its tokens.")
+        return hint, "", [], "", ""
+    check_text(text, "text", LIMITS.max_text_chars)
+    tok = resolve(choice, session)
+    a = analyse(tok, text)
+    out = [stats_html(tok, a, "tok-stats"), chips_html(tok, a["ids"], "tok-chips"), table_rows(tok, a["ids"])]
+    if compare and compare != NONE:
+        tok_b = resolve(compare, session)
+        b = analyse(tok_b, text)
+        out += [stats_html(tok_b, b, "tok-stats-b"), chips_html(tok_b, b["ids"], "tok-chips-b")]
+    else:
+        out += [_empty("Pick a second tokenizer to compare."), ""]
+    return tuple(out)
+
+
+@common.friendly
+def train(source: str, corpus_name: str, text: str, vocab_size, model_type: str, session: dict):
+    """Train a tokenizer on pasted text or a corpus sample; store it in this session; offer the .model file."""
+    vocab_size = check_int(vocab_size, "Vocabulary size", 64, LIMITS.max_vocab_size)
+    if model_type not in tk.MODEL_TYPES:
+        raise ValueError(f"model type must be one of {tk.MODEL_TYPES}, got {model_type!r}")
+    if source == CORPUS:
+        if corpus_name not in corpus.corpus_names():
+            raise ValueError(f"unknown corpus {corpus_name!r}; choose one of {corpus.corpus_names()}")
+        data = corpus.sample_corpus(corpus_name, TRAIN_CHARS)
+        where = f"{len(data):,} characters of the {corpus_name} corpus (train split)"
+    else:
+        data = check_text(text, "training text", TRAIN_CHARS)
+        where = f"{len(data):,} pasted characters"
+    start = time.perf_counter()
+    tok = tk.train_tokenizer(data, vocab_size, model_type)
+    seconds = time.perf_counter() - start
+    session = dict(session or {})
+    mine = dict(session.get("tokenizers") or {})
+    name = f"my {model_type} {vocab_size} #{len(mine) + 1}"
+    mine[name] = tok.to_bytes()
+    session["tokenizers"] = mine
+    path = _download_file(name, tok.to_bytes())
+    status = (
+        f"Trained **{name}** on {where} in {seconds:.1f} s. It is now in the tokenizer lists above "
+        f"(this session only); download its `.model` file below."
+    )
+    pick = gr.Dropdown(choices=choices(session), value=name)
+    other = gr.Dropdown(choices=[NONE, *choices(session)])
+    return session, status, str(path), pick, other
+
+
+def _download_file(name: str, data: bytes) -> Path:
+    folder = Path(tempfile.mkdtemp(prefix="pg-tokenizer-"))
+    path = folder / (re.sub(r"[^\w.-]+", "_", name).strip("_") + ".model")
+    path.write_bytes(data)
+    return path
+
+
+# --------------------------------------------------------------------------------------------- layout
+def build(ctx: common.TabContext) -> None:
+    with gr.Tab("Tokenize", id="tokenize", elem_id="tab-tokenize"):
+        with gr.Row():
+            with gr.Column(scale=2, min_width=320):
+                common.lesson("tokenize")
+            with gr.Column(scale=3, min_width=340):
+                text = gr.Textbox(
+                    value=DEFAULT_TEXT,
+                    label="Text",
+                    lines=4,
+                    max_length=LIMITS.max_text_chars,
+                    info=f"Up to {LIMITS.max_text_chars:,} characters.",
+                    elem_id="tok-text",
+                )
+                with gr.Row():
+                    hint = "bundled, yours, a local folder, or a Hub id (e.g. HuggingFaceTB/SmolLM2-135M)"
+                    choice = gr.Dropdown(
+                        choices=[BUNDLED_LABEL],
+                        value=BUNDLED_LABEL,
+                        label="Tokenizer",
+                        allow_custom_value=True,
+                        info=hint,
+                        elem_id="tok-choice",
+                    )
+                    compare = gr.Dropdown(
+                        choices=[NONE, BUNDLED_LABEL],
+                        value=NONE,
+                        label="Compare with",
+                        allow_custom_value=True,
+                        info=hint,
+                        elem_id="tok-compare",
+                    )
+                go = gr.Button("Tokenize", variant="primary", elem_id="tok-go")
+                stats = gr.HTML(elem_id="tok-stats")
+                chips = gr.HTML(elem_id="tok-chips")
+                with gr.Accordion("Compared with", open=True, elem_id="tok-compare-box"):
+                    stats_b = gr.HTML(elem_id="tok-stats-b")
+                    chips_b = gr.HTML(elem_id="tok-chips-b")
+                table = gr.Dataframe(
+                    headers=TABLE_HEADERS,
+                    label="Pieces by count",
+                    interactive=False,
+                    max_height=320,
+                    elem_id="tok-table",
+                )
+                with gr.Accordion("Train your own tokenizer", open=False, elem_id="tok-train-box"):
+                    source = gr.Radio([CORPUS, PASTE], value=CORPUS, label="Train on", elem_id="tok-source")
+                    corpus_name = gr.Dropdown(
+                        corpus.corpus_names(),
+                        value="austen",
+                        label="Corpus",
+                        info=f"The first {TRAIN_CHARS:,} characters of its train split",
+                        elem_id="tok-corpus",
+                    )
+                    train_text = gr.Textbox(
+                        label="Your text",
+                        lines=4,
+                        max_length=TRAIN_CHARS,
+                        placeholder="Paste a few pages of text here",
+                        elem_id="tok-train-text",
+                    )
+                    with gr.Row():
+                        vocab = gr.Slider(
+                            64, LIMITS.max_vocab_size, value=1000, step=1, label="Vocabulary size", elem_id="tok-vocab"
+                        )
+                        model_type = gr.Dropdown(
+                            list(tk.MODEL_TYPES), value="bpe", label="Model type", elem_id="tok-model-type"
+                        )
+                    train_btn = gr.Button("Train", elem_id="tok-train")
+                    status = gr.Markdown(elem_id="tok-train-status")
+                    download = gr.File(label="Your tokenizer (.model)", interactive=False, elem_id="tok-download")
+        inputs = [text, choice, compare, ctx.session]
+        outputs = [stats, chips, table, stats_b, chips_b]
+        go.click(tokenize, inputs, outputs, api_name="tokenize", **common.LIGHT)
+        for comp in (text, choice, compare):  # live: counts and chips follow the typing
+            comp.change(
+                tokenize,
+                inputs,
+                outputs,
+                api_name=f"tokenize_on_{comp.elem_id.replace('-', '_')}",
+                api_visibility="private",
+                show_progress="hidden",
+                **common.LIGHT,
+            )
+        ctx.demo.load(tokenize, inputs, outputs, api_name="tokenize_on_load", api_visibility="private", **common.LIGHT)
+        train_btn.click(
+            train,
+            [source, corpus_name, train_text, vocab, model_type, ctx.session],
+            [ctx.session, status, download, choice, compare],
+            api_name="train_tokenizer",
+            **common.HEAVY,
+        ).then(tokenize, inputs, outputs, api_name="tokenize_after_train", api_visibility="private", **common.LIGHT)

@@ -1,0 +1,743 @@
+"""Training bursts: optimizer groups, the learning-rate schedule, clipping, evaluation, a StepLog stream.
+
+The loop of the course (notes sections 44-50), as an iterator the UI, the CLI and the tests all drive:
+
+    for log in train_steps(model, data, config, state):   # one StepLog per optimizer step
+        ...                                                 # plot it, print it, or just stop iterating
+
+Each step: a random batch -> forward -> cross-entropy -> backward -> clip the gradient norm -> AdamW step
+with the learning rate `lr_at(step)`. Stopping is simply not asking for the next record: the model is
+always left after a whole step, usable and in training mode. A `TrainState` carries everything a later
+call needs to continue exactly where the last one stopped (optimizer moments, step, the batch and dropout
+random streams), so bursts of 30 + 70 steps give the same numbers as one run of 100.
+
+`python -m playground pretrain` (`cli` below) runs the same loop with a progress bar, periodic checkpoints,
+resume, bf16 autocast and torch.compile. Saved runs are safetensors + JSON only (never pickle).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import shlex
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from playground import device as devices
+from playground.data import TokenData
+
+log = logging.getLogger(__name__)
+
+
+# ------------------------------------------------------------------------------------------------ config
+@dataclass
+class TrainConfig:
+    steps: int = 600  # the run's length: the horizon of the LR schedule, and where training stops
+    max_seconds: float | None = None  # wall-clock bound of ONE call of train_steps (evaluation included)
+    batch_size: int = 16
+    lr: float = 3e-3  # peak learning rate, reached at the end of warmup
+    min_lr: float | None = None  # floor of the cosine decay; None means lr / 10 (as the course's eta_min)
+    warmup_steps: int = 30
+    weight_decay: float = 0.01  # only on matrices (dim >= 2): see make_optimizer
+    grad_clip: float = 1.0  # max global gradient norm; 0 turns clipping off
+    betas: tuple[float, float] = (0.9, 0.99)  # the course's AdamW betas
+    eval_interval: int = 100  # evaluate both splits every this many steps (and at the last step); 0 = never
+    eval_iters: int = 4  # batches per split per evaluation
+    log_interval: int = 1  # read the loss back to the host every this many steps (a GPU sync; 1 on a CPU)
+    sample_every: int = 0  # also sample every this many steps; 0 = only at evaluations
+    sample_prompt: str = "It is a truth"
+    sample_tokens: int = 30  # 0 turns samples off
+    seed: int = 1337
+    dtype: str = "float32"  # autocast dtype: "bfloat16" on a GPU
+    compile: bool = False  # torch.compile the model for the training step (GPU; slow to start)
+    device: str = "auto"
+
+    def __post_init__(self):
+        self.betas = tuple(float(b) for b in self.betas)
+        for name in ("steps", "batch_size"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"TrainConfig.{name} must be at least 1, got {getattr(self, name)!r}")
+        for name in ("warmup_steps", "eval_interval", "eval_iters", "sample_every", "sample_tokens", "log_interval"):
+            if int(getattr(self, name)) < 0:
+                raise ValueError(f"TrainConfig.{name} must be >= 0, got {getattr(self, name)!r}")
+        if not self.lr > 0:
+            raise ValueError(f"TrainConfig.lr must be positive, got {self.lr!r}")
+        if self.min_lr is not None and not 0 <= self.min_lr <= self.lr:
+            raise ValueError(f"TrainConfig.min_lr must be in [0, lr={self.lr}], got {self.min_lr!r}")
+        if self.max_seconds is not None and not self.max_seconds > 0:
+            raise ValueError(f"TrainConfig.max_seconds must be positive or None, got {self.max_seconds!r}")
+        if self.grad_clip < 0 or self.weight_decay < 0:
+            raise ValueError(f"grad_clip and weight_decay must be >= 0, got {self.grad_clip}, {self.weight_decay}")
+        devices.parse_dtype(self.dtype)
+
+    @property
+    def final_lr(self) -> float:
+        return self.lr / 10 if self.min_lr is None else self.min_lr
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+# ----------------------------------------------------------------------------------------- LR schedule
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """The learning rate of optimizer step `step` (0-based): linear warmup, then cosine decay to min_lr.
+
+    Warmup: lr * (step + 1) / warmup_steps, reaching the peak lr at step warmup_steps - 1 (the course's
+    `step / warmup` wastes step 0 on lr = 0). Then, with progress p going from 0 to 1 over the remaining
+    steps, lr_t = min_lr + (lr - min_lr) * 0.5 * (1 + cos(pi * p)): the factor goes 1 -> 0, so the rate goes
+    lr -> min_lr and the last step of the run uses exactly min_lr. (One version in the course notes writes
+    0.5 * (1.0 * cos(...)), which goes 0.5 -> -0.5 and, clamped at 0, stops learning half-way; the factor
+    must be 0.5 * (1 + cos).) Past the horizon the rate stays at min_lr.
+    """
+    if step < 0:
+        raise ValueError(f"step must be >= 0, got {step}")
+    lr, floor = cfg.lr, cfg.final_lr
+    if step < cfg.warmup_steps:
+        return lr * (step + 1) / cfg.warmup_steps
+    decay_steps = cfg.steps - 1 - cfg.warmup_steps  # steps warmup .. steps-1 decay
+    progress = 1.0 if decay_steps <= 0 else min(1.0, (step - cfg.warmup_steps) / decay_steps)
+    return floor + (lr - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def lr_schedule(cfg: TrainConfig) -> list[float]:
+    """The whole schedule, one rate per step (for plots)."""
+    return [lr_at(s, cfg) for s in range(cfg.steps)]
+
+
+# ------------------------------------------------------------------------------------------- optimizer
+def decay_groups(model: nn.Module) -> tuple[list[str], list[str]]:
+    """Names of the parameters that get weight decay (matrices: dim >= 2) and those that do not (biases, norms).
+
+    Decay pulls weights towards zero; on a weight matrix that keeps the model simple, but on a bias or a
+    LayerNorm gain it would only fight the offsets and scales the model needs (notes section 45).
+    """
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (decay if p.dim() >= 2 else no_decay).append(name)
+    return decay, no_decay
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
+    """AdamW with two groups (the course's): weight decay on matrices, none on vectors. Fused kernel on CUDA."""
+    params = dict(model.named_parameters())
+    decay, no_decay = decay_groups(model)
+    groups = [
+        {"params": [params[n] for n in decay], "weight_decay": cfg.weight_decay},
+        {"params": [params[n] for n in no_decay], "weight_decay": 0.0},
+    ]
+    on_cuda = next(model.parameters()).device.type == "cuda"
+    return torch.optim.AdamW(groups, lr=lr_at(0, cfg), betas=cfg.betas, fused=on_cuda or None)
+
+
+# ------------------------------------------------------------------------------------------- records
+@dataclass
+class StepLog:
+    """What one optimizer step did. `step` counts steps done, this one included (1 = the first step).
+
+    `loss` is the training batch's cross-entropy (nats/token) before the update; it and `grad_norm` are None
+    on steps that do not read back to the host (log_interval > 1). `train_loss`/`val_loss` are set on
+    evaluation steps, measured after the update; `sample` on sampling steps.
+    """
+
+    step: int
+    loss: float | None
+    lr: float
+    grad_norm: float | None
+    tokens_seen: int  # training tokens over the whole run
+    tokens_per_s: float  # training throughput of this call (evaluation time excluded)
+    elapsed: float  # wall seconds of this call so far, evaluation included
+    train_loss: float | None = None
+    val_loss: float | None = None
+    sample: str | None = None
+    last: bool = False  # the last step of this call (the step or time bound is reached)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class TrainState:
+    """Everything a later call of train_steps needs to continue a run exactly (the model lives outside)."""
+
+    optimizer: torch.optim.Optimizer
+    generator: torch.Generator  # draws the training batches (CPU)
+    step: int = 0
+    tokens_seen: int = 0
+    train_seconds: float = 0.0  # over all calls
+    rng: torch.Tensor | None = None  # CPU torch RNG state for dropout, isolated from other users of torch's RNG
+    cuda_rng: torch.Tensor | None = None
+    compiled: nn.Module | None = field(default=None, repr=False)  # torch.compile(model), kept across calls
+
+
+def new_state(model: nn.Module, cfg: TrainConfig) -> TrainState:
+    generator = torch.Generator().manual_seed(cfg.seed)
+    rng = torch.Generator().manual_seed(cfg.seed + 1).get_state()  # dropout's own stream, seeded too
+    return TrainState(make_optimizer(model, cfg), generator, rng=rng)
+
+
+def model_context(model: nn.Module) -> int:
+    """Tokens per training window: the model's context length (GPT) or max_seq_len (Llama)."""
+    config = model.config
+    for name in ("context_length", "max_seq_len", "max_position_embeddings"):
+        if getattr(config, name, None):
+            return int(getattr(config, name))
+    raise ValueError(f"cannot tell the context length of {type(model).__name__}")
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+# -------------------------------------------------------------------------------------------- evaluation
+@torch.no_grad()
+def estimate_loss(
+    model: nn.Module, data: TokenData, batch_size: int, context: int, iters: int, seed: int = 0, dtype: str = "float32"
+) -> dict[str, float]:
+    """Mean cross-entropy (nats/token) on `iters` batches of each split, in eval mode (no dropout).
+
+    The batches come from a generator seeded with `seed`, so every evaluation of a run scores the same
+    windows: the curve moves because the model changes, not because the sample did. Training mode is
+    restored afterwards, and the training random streams are untouched.
+    """
+    was_training = model.training
+    model.eval()
+    device = _device_of(model)
+    out = {}
+    try:
+        for split in ("train", "val"):
+            generator = torch.Generator().manual_seed(seed)
+            losses = torch.zeros(iters, device=device)
+            for i in range(iters):
+                x, y = data.get_batch(split, batch_size, context, generator, device)
+                with devices.autocast(device, devices.parse_dtype(dtype)):
+                    logits = model(x)  # (B, T, V)
+                losses[i] = F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
+            out[split] = losses.mean().item()
+    finally:
+        model.train(was_training)
+    return out
+
+
+def sample_text(model: nn.Module, tokenizer, prompt: str, n_tokens: int, seed: int = 0) -> str:
+    """The prompt and `n_tokens` sampled after it (temperature 0.8, top-k 40, a fixed seed so that samples
+    taken at different steps differ only because the model changed)."""
+    from playground.sampling import generate
+
+    ids = tokenizer.encode(prompt) or [tokenizer.bos_id]
+    gen = torch.Generator().manual_seed(seed)
+    new = list(generate(model, ids, n_tokens, temperature=0.8, top_k=40, generator=gen))
+    return tokenizer.decode(list(ids) + new)
+
+
+# ------------------------------------------------------------------------------------------ the loop
+def train_steps(
+    model: nn.Module, data: TokenData, config: TrainConfig, state: TrainState | None = None
+) -> Iterator[StepLog]:
+    """Train `model` in place, yielding a StepLog after every optimizer step.
+
+    Stops when the run reaches `config.steps` or this call has run `config.max_seconds` (the step that
+    crosses the bound is the last, and is evaluated); the caller may also stop iterating at any time.
+    Pass the same `state` to a later call to continue the run: the numbers are those of one long run.
+    The config may change between calls (lr, batch size, bounds); the model's shape may not.
+    """
+    cfg = config
+    state = new_state(model, cfg) if state is None else state
+    device, dtype = _device_of(model), devices.parse_dtype(cfg.dtype)
+    context = model_context(model)
+    data.check_fits(context)
+    forward = _forward_fn(model, cfg, state)
+    tokens_per_step = cfg.batch_size * context
+    model.train()
+    t0, eval_seconds, call_tokens, counted = time.perf_counter(), 0.0, 0, 0.0
+    while state.step < cfg.steps:
+        loss, norm, lr = _train_step(model, forward, data, cfg, state, context, device, dtype)
+        state.step += 1
+        state.tokens_seen += tokens_per_step
+        call_tokens += tokens_per_step
+        elapsed = time.perf_counter() - t0
+        last = state.step >= cfg.steps or (cfg.max_seconds is not None and elapsed >= cfg.max_seconds)
+        evaluate = cfg.eval_interval > 0 and (state.step % cfg.eval_interval == 0 or last)
+        read = evaluate or last or cfg.log_interval <= 1 or state.step % cfg.log_interval == 0
+        record = StepLog(
+            step=state.step,
+            loss=loss.item() if read else None,  # .item() waits for the device: only when logging needs it
+            lr=lr,
+            grad_norm=norm.item() if read else None,
+            tokens_seen=state.tokens_seen,
+            tokens_per_s=call_tokens / max(elapsed - eval_seconds, 1e-9),
+            elapsed=elapsed,
+            last=last,
+        )
+        state.train_seconds += (elapsed - eval_seconds) - counted
+        counted = elapsed - eval_seconds
+        t_eval = time.perf_counter()
+        _evaluate_into(record, model, data, cfg, context, evaluate)
+        eval_seconds += time.perf_counter() - t_eval
+        record.elapsed = time.perf_counter() - t0
+        yield record
+        if last:
+            return
+
+
+def _forward_fn(model: nn.Module, cfg: TrainConfig, state: TrainState):
+    if not cfg.compile:
+        return model
+    if state.compiled is None:  # compiled once per run; later bursts reuse it
+        log.info("torch.compile: the first steps are slow while kernels are generated")
+        state.compiled = torch.compile(model)
+    return state.compiled
+
+
+def _train_step(model, forward, data, cfg, state, context, device, dtype):
+    """One optimizer step; returns (loss, grad norm) as device tensors (no host sync) and the lr used."""
+    lr = lr_at(state.step, cfg)
+    for group in state.optimizer.param_groups:
+        group["lr"] = lr
+    state.optimizer.param_groups[0]["weight_decay"] = cfg.weight_decay  # group 0 holds the matrices
+    x, y = data.get_batch("train", cfg.batch_size, context, state.generator, device)  # (B, T) each
+    with _own_rng(state, device), devices.autocast(device, dtype):
+        logits = forward(x)  # (B, T, V)
+    loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten())  # mean nats/token, in float32
+    state.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    # The returned norm is the one before clipping: what the gradient wanted, not what it was allowed.
+    norm = nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else math.inf)
+    state.optimizer.step()
+    return loss.detach(), norm, lr
+
+
+class _own_rng:
+    """Run dropout on the run's own random stream: swap it into torch's global RNG, then save it back.
+
+    Anything else that draws from torch's RNG between two steps (another learner, a sample) cannot shift
+    this run's dropout masks, which is what makes a resumed run equal an uninterrupted one.
+    """
+
+    def __init__(self, state: TrainState, device: torch.device):
+        self.state, self.cuda = state, device.type == "cuda"
+
+    def __enter__(self):
+        self.outer = torch.get_rng_state()
+        if self.state.rng is not None:
+            torch.set_rng_state(self.state.rng)
+        if self.cuda:
+            self.outer_cuda = torch.cuda.get_rng_state()
+            if self.state.cuda_rng is not None:
+                torch.cuda.set_rng_state(self.state.cuda_rng)
+
+    def __exit__(self, *exc):
+        self.state.rng = torch.get_rng_state()
+        torch.set_rng_state(self.outer)
+        if self.cuda:
+            self.state.cuda_rng = torch.cuda.get_rng_state()
+            torch.cuda.set_rng_state(self.outer_cuda)
+        return False
+
+
+def _evaluate_into(record: StepLog, model, data: TokenData, cfg: TrainConfig, context: int, evaluate: bool) -> None:
+    if evaluate and cfg.eval_iters > 0:
+        losses = estimate_loss(model, data, cfg.batch_size, context, cfg.eval_iters, cfg.seed + 2, cfg.dtype)
+        record.train_loss, record.val_loss = losses["train"], losses["val"]
+    due = evaluate or (cfg.sample_every > 0 and record.step % cfg.sample_every == 0)
+    if due and cfg.sample_tokens > 0 and data.tokenizer is not None:
+        record.sample = sample_text(model, data.tokenizer, cfg.sample_prompt, cfg.sample_tokens, cfg.seed)
+
+
+# -------------------------------------------------------------------------------------- saving a run
+# A run folder: what checkpoints.save writes (config.json + model.safetensors + tokenizer files), plus
+#   optimizer.safetensors  the AdamW moments and the random-stream states (tensors only)
+#   train_state.json       step, tokens seen, the TrainConfig and the optimizer's hyper-parameters
+OPTIMIZER_FILE, STATE_FILE = "optimizer.safetensors", "train_state.json"
+
+
+def _atomic_write(path: Path, write) -> None:
+    """Write through a temp file in the same folder, then rename: a crash never leaves half a file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def save_run(folder: str | Path, model: nn.Module, tokenizer, state: TrainState, cfg: TrainConfig, info=None) -> Path:
+    """Save the model (via checkpoints.save) and everything needed to resume training from this step."""
+    from safetensors.torch import save_file
+
+    from playground import checkpoints
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    info = {**(info or {}), "step": state.step, "tokens_seen": state.tokens_seen}
+    checkpoints.save(checkpoints.Bundle(model, tokenizer, info), folder)
+    tensors, groups = _flatten_optimizer(state.optimizer.state_dict())
+    tensors["rng.batches"] = state.generator.get_state()
+    for name in ("rng", "cuda_rng"):
+        if getattr(state, name) is not None:
+            tensors[f"rng.{name}"] = getattr(state, name).cpu()
+    _atomic_write(folder / OPTIMIZER_FILE, lambda p: save_file(tensors, p))
+    meta = {
+        "step": state.step,
+        "tokens_seen": state.tokens_seen,
+        "train_seconds": state.train_seconds,
+        "config": cfg.to_dict(),
+        "param_groups": groups,
+    }
+    _atomic_write(folder / STATE_FILE, lambda p: Path(p).write_text(json.dumps(meta, indent=2), encoding="utf-8"))
+    return folder
+
+
+def load_run(folder: str | Path, device: str | torch.device = "cpu"):
+    """(bundle, state, config) of a run saved by save_run, the model on `device` and ready to continue."""
+    from safetensors.torch import load_file
+
+    from playground import checkpoints
+
+    folder = Path(folder)
+    if not (folder / STATE_FILE).exists() or not (folder / OPTIMIZER_FILE).exists():
+        raise ValueError(f"{folder} is not a saved training run (no {STATE_FILE} / {OPTIMIZER_FILE} in it)")
+    meta = json.loads((folder / STATE_FILE).read_text(encoding="utf-8"))
+    cfg = TrainConfig.from_dict(meta["config"])
+    bundle = checkpoints.load(str(folder), device=str(device))
+    model = bundle.model.to(device)
+    tensors = load_file(str(folder / OPTIMIZER_FILE))
+    state = new_state(model, cfg)
+    state.optimizer.load_state_dict(_unflatten_optimizer(tensors, meta["param_groups"], state.optimizer))
+    state.generator.set_state(tensors["rng.batches"])
+    state.rng, state.cuda_rng = tensors.get("rng.rng"), tensors.get("rng.cuda_rng")
+    state.step, state.tokens_seen = int(meta["step"]), int(meta["tokens_seen"])
+    state.train_seconds = float(meta.get("train_seconds", 0.0))
+    return bundle, state, cfg
+
+
+def _flatten_optimizer(sd: dict) -> tuple[dict[str, torch.Tensor], list[dict]]:
+    """An optimizer state_dict as flat tensors ("state.<param index>.<name>") + JSON-able param groups."""
+    tensors = {}
+    for index, per_param in sd["state"].items():
+        for name, value in per_param.items():
+            t = value if isinstance(value, torch.Tensor) else torch.tensor(value)
+            tensors[f"state.{index}.{name}"] = t.detach().cpu().contiguous()
+    groups = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items()} for g in sd["param_groups"]]
+    return tensors, groups
+
+
+def _unflatten_optimizer(tensors: dict, groups: list[dict], optimizer: torch.optim.Optimizer) -> dict:
+    state: dict[int, dict] = {}
+    for key, value in tensors.items():
+        if key.startswith("state."):
+            _, index, name = key.split(".", 2)
+            state.setdefault(int(index), {})[name] = value
+    # Kernel choices (fused/foreach/capturable) belong to this machine, not to the machine that saved the run.
+    local = ("fused", "foreach", "capturable", "differentiable")
+    if len(groups) != len(optimizer.param_groups):
+        raise ValueError(f"saved optimizer has {len(groups)} groups, this model's has {len(optimizer.param_groups)}")
+    param_groups = []
+    for saved, current in zip(groups, optimizer.param_groups, strict=True):
+        g = {k: (tuple(v) if k == "betas" else v) for k, v in saved.items()}
+        g.update({k: current[k] for k in local if k in current})
+        param_groups.append(g)
+    return {"state": state, "param_groups": param_groups}
+
+
+# ------------------------------------------------------------------------------------------- recipes
+# Training settings that go with each model preset: "tiny" is tuned to learn visibly on a 2-core CPU
+# (validation loss from ln 4096 = 8.3 to below 5.5 nats/token within a minute); "course" is the course's
+# run for a GPU (notes sections 19-21: batch 4 at context 512, lr 3e-4, dropout 0.05, weight decay 0.01).
+RECIPES: dict[str, dict] = {
+    "tiny": {
+        "model": {"context_length": 64},
+        "train": {"batch_size": 16, "lr": 3e-3, "warmup_steps": 30, "steps": 600, "eval_interval": 100},
+    },
+    "small": {
+        "model": {},
+        "train": {"batch_size": 16, "lr": 1e-3, "warmup_steps": 100, "steps": 3000, "eval_interval": 250},
+    },
+    "course": {
+        "model": {},
+        "train": {
+            "batch_size": 4,
+            "lr": 3e-4,
+            "warmup_steps": 100,
+            "steps": 100_000,
+            "eval_interval": 50,
+            "eval_iters": 3,
+        },
+    },
+}
+
+# The CLI's shape flags, and the config field each means for each architecture (GPT-2 vs Meta names).
+SHAPE_FIELDS = {
+    "n_layer": ("n_layer", "n_layers"),
+    "n_head": ("n_head", "n_heads"),
+    "n_embd": ("n_embd", "dim"),
+    "context": ("context_length", "max_seq_len"),
+    "dropout": ("dropout",),
+}
+
+
+def build_model(arch: str, preset: str, vocab_size: int, **shape) -> nn.Module:
+    """A fresh model of `arch` ("gpt" or "llama") from its preset, the recipe's tweaks and `shape` overrides
+    (keys of SHAPE_FIELDS: n_layer, n_head, n_embd, context, dropout; None values are ignored)."""
+    import dataclasses
+    import importlib
+
+    if arch not in ("gpt", "llama"):
+        raise ValueError(f"arch must be 'gpt' or 'llama', got {arch!r}")
+    module = importlib.import_module(f"playground.{arch}")
+    if preset not in module.PRESETS:
+        raise ValueError(f"unknown {arch} preset {preset!r}; choose one of {sorted(module.PRESETS)}")
+    base = module.PRESETS[preset]
+    names = {f.name for f in dataclasses.fields(base)}
+    overrides = {k: v for k, v in RECIPES.get(preset, {}).get("model", {}).items() if k in names}
+    for key, value in shape.items():
+        if value is None:
+            continue
+        if key not in SHAPE_FIELDS:
+            raise ValueError(f"unknown shape option {key!r}; choose from {sorted(SHAPE_FIELDS)}")
+        field_name = next((f for f in SHAPE_FIELDS[key] if f in names), None)
+        if field_name is None:
+            raise ValueError(f"the {arch} model has no {key} setting")
+        overrides[field_name] = value
+    config = dataclasses.replace(base, vocab_size=vocab_size, **overrides)
+    model_class = module.GPT if arch == "gpt" else module.Transformer
+    return model_class(config)
+
+
+# ----------------------------------------------------------------------------------------------- CLI
+def _parser() -> argparse.ArgumentParser:
+    from playground.corpus import corpus_names
+
+    p = argparse.ArgumentParser(
+        prog="python -m playground pretrain",
+        description="Pretrain a GPT or Llama on a shipped corpus with the bundled tokenizer (the Train tab's loop).",
+    )
+    p.add_argument("--arch", choices=["gpt", "llama"], default="gpt", help="model family")
+    p.add_argument("--preset", default="tiny", help="model preset (gpt: tiny, small, course, gpt2-small)")
+    for flag, kind, what in (
+        ("--n-layer", int, "transformer blocks"),
+        ("--n-head", int, "attention heads"),
+        ("--n-embd", int, "embedding width"),
+        ("--context", int, "context length (tokens per window)"),
+        ("--dropout", float, "dropout probability"),
+    ):
+        p.add_argument(flag, type=kind, help=f"override the preset's {what}")
+    p.add_argument("--corpus", choices=corpus_names(), default="austen", help="training text")
+    p.add_argument("--steps", type=int, help="total optimizer steps of the run (the LR schedule's length)")
+    p.add_argument("--max-seconds", type=float, help="stop after this many seconds (evaluation included)")
+    p.add_argument("--batch-size", type=int, help="windows per step")
+    p.add_argument("--lr", type=float, help="peak learning rate")
+    p.add_argument("--min-lr", type=float, help="final learning rate (default lr/10)")
+    p.add_argument("--warmup", type=int, help="linear warmup steps")
+    p.add_argument("--weight-decay", type=float, help="AdamW weight decay on matrices")
+    p.add_argument("--grad-clip", type=float, help="max gradient norm (0: off)")
+    p.add_argument("--eval-interval", type=int, help="evaluate every N steps (and at the end)")
+    p.add_argument("--eval-iters", type=int, help="batches per split per evaluation")
+    p.add_argument("--final-eval-iters", type=int, default=50, help="batches per split for the final figures")
+    p.add_argument("--log-interval", type=int, help="read the loss back every N steps (1 on CPU, 10+ on GPU)")
+    p.add_argument("--sample-prompt", help="prompt sampled at each evaluation")
+    p.add_argument("--sample-tokens", type=int, help="tokens sampled at each evaluation (0: none)")
+    p.add_argument("--out", help="run folder (model, optimizer state, train_log.json); default runs/<arch>-<preset>")
+    p.add_argument("--save-every", type=int, default=0, help="also save the run every N steps (0: only at the end)")
+    p.add_argument("--resume", help="continue the run saved in this folder")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
+    p.add_argument("--dtype", default="float32", help="autocast dtype: float32, bf16/bfloat16 (GPU)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model (GPU)")
+    p.add_argument("--seed", type=int, help="seed for weights, batches and dropout")
+    return p
+
+
+_CONFIG_FLAGS = {  # CLI flag -> TrainConfig field
+    "steps": "steps",
+    "max_seconds": "max_seconds",
+    "batch_size": "batch_size",
+    "lr": "lr",
+    "min_lr": "min_lr",
+    "warmup": "warmup_steps",
+    "weight_decay": "weight_decay",
+    "grad_clip": "grad_clip",
+    "eval_interval": "eval_interval",
+    "eval_iters": "eval_iters",
+    "log_interval": "log_interval",
+    "sample_prompt": "sample_prompt",
+    "sample_tokens": "sample_tokens",
+    "seed": "seed",
+    "device": "device",
+}
+
+
+def _config_from_args(args, base: dict) -> TrainConfig:
+    values = dict(base)
+    for flag, name in _CONFIG_FLAGS.items():
+        if getattr(args, flag) is not None:
+            values[name] = getattr(args, flag)
+    values["dtype"] = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}.get(args.dtype, args.dtype)
+    values["compile"] = bool(args.compile)
+    return TrainConfig(**values)
+
+
+def _rank() -> int:
+    """This process's rank under torchrun (0 when run alone). Only rank 0 logs and saves."""
+    return int(os.environ.get("RANK", "0"))
+
+
+def cli(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    command = "python -m playground pretrain " + shlex.join(argv)
+    device = devices.pick_device(None if args.device == "auto" else args.device)
+    if args.resume:
+        bundle, state, saved = load_run(args.resume, device)
+        model, tokenizer = bundle.model, bundle.tokenizer
+        arch, preset = bundle.info.get("arch", args.arch), bundle.info.get("preset", args.preset)
+        cfg = _config_from_args(args, {**saved.to_dict(), "max_seconds": None})
+    else:
+        from playground.tokenizer import load_tokenizer
+
+        tokenizer = load_tokenizer("bundled")
+        arch, preset = args.arch, args.preset
+        cfg = _config_from_args(args, RECIPES.get(preset, {}).get("train", {}))
+        torch.manual_seed(cfg.seed)  # the initial weights
+        shape = {k: getattr(args, k) for k in SHAPE_FIELDS}
+        model = build_model(arch, preset, tokenizer.vocab_size, **shape).to(device)
+        state = new_state(model, cfg)
+    from playground.data import corpus_data
+
+    data = corpus_data(args.corpus, tokenizer)
+    out = Path(args.out or f"runs/{arch}-{preset}")
+    reporter = _Reporter(out, command, model, data, cfg, arch, preset, args.corpus, device)
+    reporter.start(state)
+    try:
+        for record in train_steps(model, data, cfg, state):
+            reporter.step(record)
+            if args.save_every and record.step % args.save_every == 0 and not record.last:
+                reporter.save(model, tokenizer, state)
+    except KeyboardInterrupt:
+        log.warning("interrupted at step %d: saving the run so that --resume continues it", state.step)
+    reporter.finish(model, tokenizer, state, args.final_eval_iters)
+    return 0
+
+
+class _Reporter:
+    """Everything the CLI prints or writes, in one place, and only on rank 0 (so torchrun/DDP can be added
+    by wrapping the model and sharding the batches, without touching this)."""
+
+    def __init__(self, out: Path, command: str, model, data: TokenData, cfg: TrainConfig, arch, preset, corpus, device):
+        self.main = _rank() == 0
+        self.out, self.command, self.cfg, self.data = out, command, cfg, data
+        self.meta = {"arch": arch, "preset": preset, "corpus": corpus, "device": devices.describe(device)}
+        self.meta["params"] = sum(p.numel() for p in model.parameters())
+        self.meta["model_config"] = asdict(model.config)
+        self.history: dict[str, list] = {"losses": [], "evals": []}
+        self.bar = None
+        self.t0 = time.perf_counter()
+
+    def start(self, state: TrainState) -> None:
+        if not self.main:
+            return
+        from tqdm import tqdm
+
+        previous = self.out / "train_log.json"
+        if state.step > 0 and previous.exists():  # a resumed run keeps the curves it already drew
+            old = json.loads(previous.read_text(encoding="utf-8"))
+            self.history = {k: [r for r in old.get(k, []) if _step_of(r) <= state.step] for k in self.history}
+        log.info("command: %s", self.command)
+        log.info(
+            "%s %s: %.2fM parameters on %s; %s: %s train + %s val tokens",
+            self.meta["arch"],
+            self.meta["preset"],
+            self.meta["params"] / 1e6,
+            self.meta["device"],
+            self.data.source,
+            f"{len(self.data.train):,}",
+            f"{len(self.data.val):,}",
+        )
+        self.bar = tqdm(total=self.cfg.steps, initial=state.step, unit="step", dynamic_ncols=True, file=sys.stderr)
+
+    def step(self, r: StepLog) -> None:
+        if not self.main:
+            return
+        self.bar.update(1)
+        if r.loss is not None:
+            self.history["losses"].append([r.step, round(r.loss, 5), r.lr])
+            self.bar.set_postfix(loss=f"{r.loss:.3f}", lr=f"{r.lr:.2e}", tok_s=f"{r.tokens_per_s:,.0f}")
+        if r.val_loss is not None:
+            self.history["evals"].append(
+                {
+                    "step": r.step,
+                    "train_loss": r.train_loss,
+                    "val_loss": r.val_loss,
+                    "tokens_seen": r.tokens_seen,
+                    "elapsed": round(time.perf_counter() - self.t0, 2),
+                    "sample": r.sample,
+                }
+            )
+            self.bar.write(f"step {r.step}: train {r.train_loss:.3f}, val {r.val_loss:.3f} nats/token")
+            if r.sample:
+                self.bar.write(f"  sample: {r.sample!r}")
+
+    def save(self, model, tokenizer, state: TrainState, final: dict | None = None) -> None:
+        if not self.main:
+            return
+        info = {k: v for k, v in self.meta.items() if k != "model_config"}
+        save_run(self.out, model, tokenizer, state, self.cfg, info={**info, **(final or {})})
+        record = {
+            "command": self.command,
+            **self.meta,
+            "train_config": self.cfg.to_dict(),
+            "step": state.step,
+            "tokens_seen": state.tokens_seen,
+            "train_seconds": round(state.train_seconds, 2),
+            "train_tokens": len(self.data.train),
+            "val_tokens": len(self.data.val),
+            "final": final,
+            **self.history,
+        }
+        text = json.dumps(record, indent=1)
+        _atomic_write(self.out / "train_log.json", lambda p: Path(p).write_text(text, encoding="utf-8"))
+        log.info("saved the run at step %d to %s", state.step, self.out)
+
+    def finish(self, model, tokenizer, state: TrainState, final_iters: int) -> None:
+        if not self.main:
+            return
+        self.bar.close()
+        final = {}
+        if final_iters > 0:
+            context = model_context(model)
+            final = estimate_loss(model, self.data, self.cfg.batch_size, context, final_iters, self.cfg.seed + 3)
+            final = {
+                "train_loss": round(final["train"], 4),
+                "val_loss": round(final["val"], 4),
+                "eval_tokens": final_iters * self.cfg.batch_size * context,
+            }
+            log.info(
+                "final: train %.3f, val %.3f nats/token over %d windows per split",
+                final["train_loss"],
+                final["val_loss"],
+                final_iters * self.cfg.batch_size,
+            )
+        self.save(model, tokenizer, state, final)
+        log.info(
+            "%d steps, %.1f s of training, %s tokens seen", state.step, state.train_seconds, f"{state.tokens_seen:,}"
+        )
+
+
+def _step_of(row) -> int:
+    return row["step"] if isinstance(row, dict) else row[0]

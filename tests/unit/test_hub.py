@@ -150,9 +150,11 @@ def test_pickle_only_repo_is_refused(online, tmp_path):
 def test_size_and_param_limits_refuse_before_downloading(online, tmp_path, monkeypatch):
     src = tmp_path / "src"
     src.mkdir()
-    (src / "config.json").write_text(json.dumps(checkpoints.LlamaConfig.from_hf(
+    smollm2_shape = checkpoints.LlamaConfig.from_hf(
         {"model_type": "llama", "hidden_size": 576, "num_hidden_layers": 30, "num_attention_heads": 9,
-         "num_key_value_heads": 3, "intermediate_size": 1536, "vocab_size": 49152, "tie_word_embeddings": True}).to_hf()))  # fmt: skip
+         "num_key_value_heads": 3, "intermediate_size": 1536, "vocab_size": 49152, "tie_word_embeddings": True}
+    )  # fmt: skip
+    (src / "config.json").write_text(json.dumps(smollm2_shape.to_hf()))
     online["source"] = src
     online["extra"] = {"model.safetensors": 5 * 10**9}
     with pytest.raises(ValueError, match="would download 5.00 GB"):

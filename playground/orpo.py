@@ -61,16 +61,17 @@ def prompt_ids(tokenizer, prompt: str | list[dict]) -> list[int]:
     return list(tokenizer.apply_chat_template(as_messages(prompt), add_generation_prompt=True))
 
 
-def reply_ids(tokenizer, prompt: str | list[dict], reply: str) -> list[int]:
+def reply_ids(tokenizer, prompt: str | list[dict], reply: str, head: list[int] | None = None) -> list[int]:
     """The ids the model must produce after the prompt: the reply and the template's end of turn (eos for ours).
 
     Taken from the rendered whole conversation, so the reply is tokenized exactly as in a chat. If a tokenizer
     merges tokens across the prompt/reply boundary, the reply's text is encoded on its own instead.
+    `head`: the prompt's ids if already known (saves rendering the template again).
     """
     if not isinstance(reply, str) or not reply.strip():
         raise ValueError("A reply is empty: both the chosen and the rejected reply need some text.")
     messages = as_messages(prompt)
-    head = prompt_ids(tokenizer, messages)
+    head = prompt_ids(tokenizer, messages) if head is None else head
     whole = list(tokenizer.apply_chat_template(messages + [{"role": "assistant", "content": reply}]))
     if whole[: len(head)] == head and len(whole) > len(head):
         return whole[len(head):]
@@ -107,7 +108,7 @@ def encode_example(tokenizer, prompt: str | list[dict], chosen: str, rejected: s
     if not isinstance(max_len, int) or max_len < 2:
         raise ValueError(f"max_len must be a whole number >= 2, got {max_len!r}")
     head = prompt_ids(tokenizer, prompt)
-    good, bad = reply_ids(tokenizer, prompt, chosen), reply_ids(tokenizer, prompt, rejected)
+    good, bad = reply_ids(tokenizer, prompt, chosen, head), reply_ids(tokenizer, prompt, rejected, head)
     truncated = len(head) + max(len(good), len(bad)) > max_len
     if truncated:
         head = head[-(max_len // 2):] if len(head) > max_len // 2 else head

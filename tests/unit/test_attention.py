@@ -93,3 +93,47 @@ def test_kv_cache_positions_and_overflow():
     assert cache.pos == 0
     with pytest.raises(ValueError, match="KVCache expects"):
         cache.update(0, torch.ones(2, 2, 1, 4), torch.ones(2, 2, 1, 4))
+
+
+# ---- introspect: the views' plain data built on the capture above
+def _models():
+    from playground.gpt import GPT, GPTConfig
+    from playground.llama import LlamaConfig, Transformer
+
+    torch.manual_seed(0)
+    gpt = GPT(GPTConfig(vocab_size=50, context_length=16, n_embd=24, n_layer=3, n_head=4, attn_impl="sdpa"))
+    llama = Transformer(LlamaConfig(vocab_size=50, dim=24, n_layers=2, n_heads=4, n_kv_heads=2, max_seq_len=16))
+    return {"gpt": gpt.eval(), "llama": llama.eval()}
+
+
+@pytest.mark.parametrize("arch", ["gpt", "llama"])
+def test_attention_maps_shape_rows_and_causality(arch):
+    from playground import introspect
+
+    model = _models()[arch]
+    idx = torch.randint(0, 50, (9,))
+    maps = introspect.attention_maps(model, idx)
+    n_layers = 3 if arch == "gpt" else 2
+    assert maps.shape == (n_layers, 4, 9, 9) and maps.dtype == torch.float32
+    torch.testing.assert_close(maps.sum(-1), torch.ones(n_layers, 4, 9))
+    assert torch.all(maps.triu(diagonal=1) == 0)
+    torch.testing.assert_close(model(idx[None]), model(idx[None]))  # no state left behind
+    with pytest.raises(ValueError, match="longer than"):
+        introspect.attention_maps(model, torch.zeros(17, dtype=torch.long))
+
+
+def test_count_params_and_top_k_table():
+    from playground import introspect
+    from playground.gpt import GPT, PRESETS
+
+    c = introspect.count_params(GPT(PRESETS["course"]))
+    assert c.total == 19_837_954 and c.embedding == 4096 * 384 + 512 * 384 + 384 * 4096
+    assert c.non_embedding == c.total - c.embedding
+
+    class Tok:
+        def token_string(self, i):
+            return f"t{i}"
+
+    rows = introspect.top_k_table(torch.tensor([0.1, 0.6, 0.3]), Tok(), k=5)
+    assert [r[:2] for r in rows] == [("t1", 1), ("t2", 2), ("t0", 0)]
+    assert rows[0][2] == pytest.approx(0.6)

@@ -147,7 +147,9 @@ def tokenize(text: str, choice: str, compare: str, session: dict):
     if text is None or text == "":
         hint = _empty("Type or paste some text to see its tokens.")
         return hint, "", [], "", ""
-    check_text(text, "text", LIMITS.max_text_chars)
+    if text.strip():
+        check_text(text, "text", LIMITS.max_text_chars)
+    # whitespace-only text is fine here: how spaces, tabs and newlines tokenize is worth seeing
     tok = resolve(choice, session)
     a = analyse(tok, text)
     out = [stats_html(tok, a, "tok-stats"), chips_html(tok, a["ids"], "tok-chips"), table_rows(tok, a["ids"])]

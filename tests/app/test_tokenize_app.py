@@ -1,0 +1,105 @@
+"""The Tokenize tab's endpoints on the real server, through gradio_client."""
+
+import re
+
+import pytest
+from gradio_client import Client
+
+from playground.ui import tokenize_tab as tt
+
+BUNDLED = tt.BUNDLED_LABEL
+
+
+def stat(html: str, key: str) -> float:
+    m = re.search(rf"data-key='{re.escape(key)}'>[^<]*<b>([\d,.]+)</b>", html)
+    assert m, f"no {key!r} in {html[:300]}"
+    return float(m.group(1).replace(",", ""))
+
+
+@pytest.fixture()
+def fresh(app_url):
+    """A client of its own: its own session (trained tokenizers live per session)."""
+    return Client(app_url, verbose=False)
+
+
+def test_tokenize_shows_chips_counts_and_round_trip(client):
+    text = "The President said in 1999: naïve 東京 🚀 <script>alert(1)</script>"
+    stats, chips, table, stats_b, chips_b = client.predict(text, BUNDLED, tt.NONE, api_name="/tokenize")
+    assert stat(stats, "characters") == len(text)
+    n = stat(stats, "tokens")
+    assert chips.count("class='pg-tok ") == n
+    assert stat(stats, "byte-fallback pieces") >= 11  # 東京 is 6 bytes, 🚀 4, ï 2 (the bundled vocab has none)
+    assert "class='pg-tok byte'" in chips and "&lt;0xE6&gt;" in chips
+    assert "✓" in stats
+    assert "<script>" not in chips and "&lt;script" not in chips.replace("&lt;0x3C&gt;", "")  # escaped, split
+    rows = table["data"] if isinstance(table, dict) else table
+    assert sum(r[2] for r in rows) == n and {r[3] for r in rows} >= {"piece", "byte"}
+    assert "Pick a second tokenizer" in stats_b and chips_b == ""
+
+
+def test_compare_side_by_side(client):
+    text = "Emma Woodhouse, handsome, clever, and rich."
+    stats, _, _, stats_b, chips_b = client.predict(text, BUNDLED, BUNDLED, api_name="/tokenize")
+    assert stat(stats, "tokens") == stat(stats_b, "tokens") and "tok-chips-b-inner" in chips_b
+
+
+def test_train_then_use_the_trained_tokenizer(fresh):
+    status, path, choice, compare = fresh.predict(tt.CORPUS, "kjv", "", 400, "bpe", api_name="/train_tokenizer")
+    assert "my bpe 400 #1" in status
+    assert path and open(path, "rb").read(4)  # the .model file downloads
+    name = "my bpe 400 #1"
+    text = "And God said, Let there be light: and there was light."
+    stats, chips, _, stats_b, _ = fresh.predict(text, name, BUNDLED, api_name="/tokenize")
+    assert "vocabulary 400" in stats and "vocabulary 4,096" in stats_b
+    assert stat(stats, "tokens") > stat(stats_b, "tokens")  # a smaller vocabulary needs more tokens
+    # pasted text, another model type
+    pasted = "\n".join(f"line {i}: the quick brown fox jumps over the lazy dog" for i in range(300))
+    status, *_ = fresh.predict(tt.PASTE, "austen", pasted, 300, "unigram", api_name="/train_tokenizer")
+    assert "my unigram 300 #2" in status and "pasted" in status
+
+
+def test_trained_tokenizers_are_per_session(fresh, app_url):
+    fresh.predict(tt.CORPUS, "austen", "", 500, "bpe", api_name="/train_tokenizer")
+    other = Client(app_url, verbose=False)
+    with pytest.raises(Exception, match="my bpe 500 #1"):
+        other.predict("hello", "my bpe 500 #1", tt.NONE, api_name="/tokenize")
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("x" * 100_001, BUNDLED, tt.NONE), "100,001 characters"),
+        (("hello", "not a hub id!!", tt.NONE), "neither a folder nor a Hub id"),
+        (("hello", "nobody-here/no-such-tokenizer", tt.NONE), "offline"),
+        (("hello", "/no/such/folder", tt.NONE), "no such file"),
+    ],
+)
+def test_bad_tokenize_inputs_give_clear_errors(client, args, message):
+    with pytest.raises(Exception, match=message):
+        client.predict(*args, api_name="/tokenize")
+    stats, *_ = client.predict("still serving", BUNDLED, tt.NONE, api_name="/tokenize")
+    assert stat(stats, "characters") == 13
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ((tt.CORPUS, "austen", "", 10, "bpe"), "(Vocabulary size must be a whole number from 64|less than minimum value 64)"),
+        ((tt.CORPUS, "austen", "", 100, "bpe"), "too small"),
+        ((tt.PASTE, "austen", "tiny text", 5000, "bpe"), "too big for this text"),
+        ((tt.PASTE, "austen", "   ", 500, "bpe"), "empty"),
+        ((tt.CORPUS, "shakespeare", "", 500, "bpe"), "(unknown corpus|not in the list of choices)"),
+    ],
+)
+def test_bad_training_inputs_give_clear_errors(client, args, message):
+    with pytest.raises(Exception, match=message):
+        client.predict(*args, api_name="/train_tokenizer")
+
+
+def test_odd_and_long_text_is_handled(client):
+    for text in ["\x00\x01\x1b control", "שלום עולם مرحبا", "👨‍👩‍👧 e\u0301", "\n\n\t", "a" * 100_000]:
+        stats, chips, *_ = client.predict(text, BUNDLED, tt.NONE, api_name="/tokenize")
+        assert stat(stats, "characters") == len(text) and "✓" in stats
+    assert "showing the first 3,000" in chips
+    stats, *_ = client.predict("", BUNDLED, tt.NONE, api_name="/tokenize")
+    assert "Type or paste" in stats

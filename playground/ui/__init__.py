@@ -16,6 +16,7 @@ from playground.ui.common import CSS, THEME, TabContext, new_session
 TABS = [
     "start_tab",
     "tokenize_tab",
+    "cross_entropy_tab",
 ]
 
 

@@ -31,7 +31,7 @@ DEFAULT_TEXT = (
 TABLE_HEADERS = ["position", "context's last token", "target token", "p(target)", "-log p (nats)", "rank", "entropy"]
 THREE_HEADERS = ["computation", "loss (nats)", "minus F.cross_entropy"]
 BREAK_HEADERS = ["computation", "loss (nats)", "finite", "minus float64 reference"]
-MAX_SCALE_EXP = 5.0  # the break-it slider goes up to a scale of 10^5
+MAX_SCALE_EXP = 6.0  # the break-it slider goes up to a scale of 10^6 (past float16 even for a random model)
 
 
 @dataclass
@@ -260,7 +260,8 @@ def break_view(r: losses.BreakResult) -> tuple[list[list], str]:
 
 def _break_verdict(r: losses.BreakResult) -> str:
     limit = math.log(torch.finfo(losses.BREAK_DTYPES[r.dtype]).max)  # 88.7 (float32, bfloat16), 11.1 (float16)
-    head = f"Scale {r.scale:,.4g} in {r.dtype}: the largest |logit| is {r.max_abs_logit:,.4g}; "
+    scale = f"{r.scale:,.0f}" if r.scale >= 100 else f"{r.scale:.3g}"
+    head = f"Scale {scale} in {r.dtype}: the largest |logit| is {r.max_abs_logit:,.4g}; "
     if not r.logits_finite:
         biggest = torch.finfo(losses.BREAK_DTYPES[r.dtype]).max
         msg = (
@@ -298,8 +299,8 @@ def score(model_choice: str, text: str, session: dict):
     rows = table_rows(sc)
     three_rows, values = three_way(sc)
     summary = summary_html(sc, values["stable manual (log-sum-exp)"])
-    table = gr.Dataframe(value=rows, headers=TABLE_HEADERS)
-    three = gr.Dataframe(value=three_rows, headers=THREE_HEADERS)
+    table = {"headers": TABLE_HEADERS, "data": rows}
+    three = {"headers": THREE_HEADERS, "data": three_rows}
     return summary, table, chips_html(sc), three, write_csv(rows)
 
 
@@ -312,7 +313,7 @@ def break_naive(model_choice: str, text: str, scale_exp: float, dtype: str, sess
         raise ValueError(f"Choose a dtype among {list(losses.BREAK_DTYPES)}, got {dtype!r}.")
     sc = score_text(common.resolve_bundle(model_choice, session), text)
     rows, verdict = break_view(losses.break_it(sc.logits, sc.targets, 10.0**exp, dtype))
-    return gr.Dataframe(value=rows, headers=BREAK_HEADERS), verdict
+    return {"headers": BREAK_HEADERS, "data": rows}, verdict
 
 
 # ------------------------------------------------------------------------------------------------ layout

@@ -46,21 +46,32 @@ class LlamaConfig:
     attn_impl: str = "auto"
 
     def __post_init__(self):
-        self.n_kv_heads = self.n_heads if self.n_kv_heads is None else self.n_kv_heads
-        self.head_dim = self.dim // self.n_heads if self.head_dim is None else self.head_dim
-        self.hidden_dim = -(-8 * self.dim // 3 // 32) * 32 if self.hidden_dim is None else self.hidden_dim
-        for name in ("vocab_size", "dim", "n_layers", "n_heads", "n_kv_heads", "head_dim", "hidden_dim", "max_seq_len"):
+        # The three None-able fields stay None here (as in Meta's ModelArgs) and are resolved by the properties
+        # below, so that dataclasses.replace(preset, dim=...) re-derives them instead of keeping stale values.
+        for name in ("vocab_size", "dim", "n_layers", "n_heads", "kv_heads", "head_size", "ffn_dim", "max_seq_len"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"LlamaConfig.{name} must be >= 1, got {getattr(self, name)}")
-        if self.n_heads % self.n_kv_heads:
-            raise ValueError(f"n_heads ({self.n_heads}) must be a multiple of n_kv_heads ({self.n_kv_heads})")
-        if self.head_dim % 2:
-            raise ValueError(f"head_dim must be even for rotary embeddings, got {self.head_dim}")
+        if self.n_heads % self.kv_heads:
+            raise ValueError(f"n_heads ({self.n_heads}) must be a multiple of n_kv_heads ({self.kv_heads})")
+        if self.head_size % 2:
+            raise ValueError(f"head_dim must be even for rotary embeddings, got {self.head_size}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"LlamaConfig.dropout must be in [0, 1), got {self.dropout}")
         if self.rope_theta <= 0 or self.norm_eps <= 0:
             raise ValueError(f"rope_theta and norm_eps must be > 0, got {self.rope_theta}, {self.norm_eps}")
         check_impl(self.attn_impl)
+
+    @property
+    def kv_heads(self) -> int:
+        return self.n_heads if self.n_kv_heads is None else self.n_kv_heads
+
+    @property
+    def head_size(self) -> int:
+        return self.dim // self.n_heads if self.head_dim is None else self.head_dim
+
+    @property
+    def ffn_dim(self) -> int:
+        return -(-8 * self.dim // 3 // 32) * 32 if self.hidden_dim is None else self.hidden_dim
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -98,7 +109,8 @@ class LlamaConfig:
         return cls(**{**kw, **overrides})
 
     def to_hf(self) -> dict:
-        hf = {theirs: getattr(self, ours) for ours, theirs in self.HF_KEYS.items()}
+        resolved = {"n_kv_heads": self.kv_heads, "head_dim": self.head_size, "hidden_dim": self.ffn_dim}
+        hf = {theirs: resolved.get(ours, getattr(self, ours)) for ours, theirs in self.HF_KEYS.items()}
         hf.update(
             model_type="llama",
             architectures=["LlamaForCausalLM"],
@@ -190,12 +202,12 @@ class RMSNorm(nn.Module):
 class Attention(nn.Module):
     def __init__(self, args: LlamaConfig):
         super().__init__()
-        self.n_heads, self.n_kv_heads, self.head_dim = args.n_heads, args.n_kv_heads, args.head_dim
-        self.n_rep = args.n_heads // args.n_kv_heads
-        self.wq = nn.Linear(args.dim, args.n_heads * args.head_dim, bias=args.attention_bias)
-        self.wk = nn.Linear(args.dim, args.n_kv_heads * args.head_dim, bias=args.attention_bias)
-        self.wv = nn.Linear(args.dim, args.n_kv_heads * args.head_dim, bias=args.attention_bias)
-        self.wo = nn.Linear(args.n_heads * args.head_dim, args.dim, bias=args.attention_bias)
+        self.n_heads, self.n_kv_heads, self.head_dim = args.n_heads, args.kv_heads, args.head_size
+        self.n_rep = self.n_heads // self.n_kv_heads
+        self.wq = nn.Linear(args.dim, self.n_heads * self.head_dim, bias=args.attention_bias)
+        self.wk = nn.Linear(args.dim, self.n_kv_heads * self.head_dim, bias=args.attention_bias)
+        self.wv = nn.Linear(args.dim, self.n_kv_heads * self.head_dim, bias=args.attention_bias)
+        self.wo = nn.Linear(self.n_heads * self.head_dim, args.dim, bias=args.attention_bias)
         self.resid_dropout = nn.Dropout(args.dropout)
         self.dropout, self.attn_impl = args.dropout, args.attn_impl
 
@@ -218,9 +230,9 @@ class FeedForward(nn.Module):
 
     def __init__(self, args: LlamaConfig):
         super().__init__()
-        self.w1 = nn.Linear(args.dim, args.hidden_dim, bias=args.mlp_bias)
-        self.w2 = nn.Linear(args.hidden_dim, args.dim, bias=args.mlp_bias)
-        self.w3 = nn.Linear(args.dim, args.hidden_dim, bias=args.mlp_bias)
+        self.w1 = nn.Linear(args.dim, args.ffn_dim, bias=args.mlp_bias)
+        self.w2 = nn.Linear(args.ffn_dim, args.dim, bias=args.mlp_bias)
+        self.w3 = nn.Linear(args.dim, args.ffn_dim, bias=args.mlp_bias)
         self.dropout = nn.Dropout(args.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -259,7 +271,7 @@ class Transformer(nn.Module):
         """cos, sin [max_seq_len, hs] in float32 on `device` (computed once per device)."""
         if device not in self._rope:
             c = self.config
-            cos, sin = precompute_freqs_cis(c.head_dim, c.max_seq_len, c.rope_theta)
+            cos, sin = precompute_freqs_cis(c.head_size, c.max_seq_len, c.rope_theta)
             self._rope[device] = (cos.to(device), sin.to(device))
         return self._rope[device]
 
@@ -275,7 +287,7 @@ class Transformer(nn.Module):
         max_len = c.max_seq_len if max_len is None else max_len
         if max_len > c.max_seq_len:
             raise ValueError(f"cache max_len {max_len} > max_seq_len {c.max_seq_len}")
-        return KVCache(c.n_layers, batch_size, c.n_kv_heads, max_len, c.head_dim)
+        return KVCache(c.n_layers, batch_size, c.kv_heads, max_len, c.head_size)
 
     def forward(self, tokens: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
         """tokens (B, T) -> logits (B, T, V). With a cache, tokens holds only the new tokens."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -151,7 +153,10 @@ def test_config_checks_and_hf_mapping():
     with pytest.raises(ValueError, match="mistral"):
         LlamaConfig.from_hf({"model_type": "mistral"})
     cfg = PRESETS["smollm2-135m"]
-    assert LlamaConfig.from_hf(cfg.to_hf()) == cfg
+    assert LlamaConfig.from_hf(cfg.to_hf()).to_hf() == cfg.to_hf()
+    wider = dataclasses.replace(PRESETS["tiny"], dim=256, n_heads=8)  # derived sizes follow, not stale
+    assert (wider.head_size, wider.kv_heads, wider.ffn_dim) == (32, 2, 352)
+    assert (LlamaConfig(dim=96, n_heads=3).head_size, LlamaConfig(dim=96, n_heads=3).ffn_dim) == (32, 256)
     with pytest.raises(ValueError, match="41 tokens"):
         tiny()(torch.zeros(1, 41, dtype=torch.long))
 

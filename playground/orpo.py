@@ -492,6 +492,9 @@ def prepare_data(source: str, tokenizer, cfg: ORPOConfig):
     kept = data.filter_by_prompt_length(pairs, tokenizer, cfg.prompt_max_tokens)
     log.info("preference pairs: %d loaded, %d with prompts under %d tokens", len(pairs), len(kept),
              cfg.prompt_max_tokens)
+    if len(kept) < 2:
+        raise ValueError(f"only {len(kept)} of {len(pairs)} pairs have prompts under {cfg.prompt_max_tokens} tokens: "
+                         "raise --prompt-max-tokens (and --max-len) or use shorter prompts")
     train_rows, val_rows = data.split_preferences(kept, cfg.val_fraction, seed=cfg.seed)
     return data.tokenize_preferences(train_rows, tokenizer, cfg.max_len), \
         data.tokenize_preferences(val_rows, tokenizer, cfg.max_len)
@@ -561,8 +564,74 @@ def cli(argv: list[str] | None = None) -> int:
         if args.save_every and rec.step % args.save_every == 0 and rec.step < cfg.steps:
             _save(checkpoints, bundle, out, args, cfg, before, records)
     _save(checkpoints, bundle, out, args, cfg, before, records)
+    prompts = list({_prompt_text(p): p for p in val_rows["prompt"]}.values())[:16]  # distinct held-out prompts
+    samples = sample_answers(model, tokenizer, prompts)
+    log.info("held-out prompts answered and stopped (eos) within %d tokens: %d / %d", SAMPLE_TOKENS,
+             sum(s["stopped"] for s in samples), len(samples))
+    write_model_card(out, args, cfg, before, records, samples)
     log.info("saved the aligned model to %s", out)
     return 0
+
+
+SAMPLE_TOKENS = 64
+
+
+def _prompt_text(prompt) -> str:
+    return json.dumps(as_messages(prompt), sort_keys=True)
+
+
+@torch.no_grad()
+def sample_answers(model: nn.Module, tokenizer, prompts: list, max_new_tokens: int = SAMPLE_TOKENS) -> list[dict]:
+    """Greedy answers to chat prompts: {prompt, answer, stopped}; stopped = the model ended its turn with eos.
+    An aligned model should answer and stop; a base model tends to run on to the token limit."""
+    from playground.sampling import generate
+
+    out = []
+    for prompt in prompts:
+        ids = prompt_ids(tokenizer, prompt)
+        new = list(generate(model, ids, max_new_tokens, temperature=0.0, eos_id=tokenizer.eos_id))
+        stopped = bool(new) and new[-1] == tokenizer.eos_id
+        text = tokenizer.decode(new[:-1] if stopped else new)
+        out.append({"prompt": as_messages(prompt)[-1]["content"], "answer": text, "stopped": stopped})
+    return out
+
+
+def write_model_card(out: Path, args, cfg: ORPOConfig, before: dict, records: list[dict], samples: list[dict]) -> Path:
+    """README.md beside the weights: what was aligned on what, how, the held-out figures and a few answers."""
+    after = next((r["val"] for r in reversed(records) if r.get("val")), {})
+    rows = "\n".join(f"| {k} | {before.get(k, float('nan')):.4f} | {after.get(k, float('nan')):.4f} |"
+                     for k in ("loss", "nll", "or_loss", "log_odds_ratio", "chosen_logp", "rejected_logp", "accuracy"))
+    answers = "\n".join(f"- **{s['prompt']}** -> {s['answer'].strip()!r}{'' if s['stopped'] else ' (no eos)'}"
+                        for s in samples)
+    text = f"""# {out.name}: {args.base} aligned with ORPO
+
+ORPO (Hong, Lee & Thorne, EMNLP 2024): L = NLL(chosen reply) + lambda * L_OR, L_OR = -log sigmoid(log odds ratio),
+on the average per-token log-prob of each reply (prompt and padding masked out). No reference model.
+
+- base checkpoint: `{args.base}`
+- preference data: `{args.data}` (how each source makes its pairs: `playground/data.py`), prompts under
+  {cfg.prompt_max_tokens} tokens, {cfg.val_fraction:.0%} of the distinct prompts held out
+- steps: {len(records)} of {cfg.batch_size} pairs, lr {cfg.lr} (warmup {cfg.warmup_steps}, cosine to
+  {cfg.min_lr if cfg.min_lr is not None else cfg.lr / 10}), lambda {cfg.lam}, clip {cfg.grad_clip}, dtype {cfg.dtype}
+- command: `python -m playground align {" ".join(_argv_of(args))}`
+
+## Held-out pairs ({before.get("pairs", 0)} pairs), before -> after
+
+| figure | before | after |
+|---|---|---|
+{rows}
+
+accuracy = share of pairs whose chosen reply has the higher average log-prob.
+
+## Greedy answers to held-out prompts (up to {SAMPLE_TOKENS} tokens)
+
+{answers}
+
+Stopped with eos: {sum(s["stopped"] for s in samples)} / {len(samples)}.
+"""
+    path = out / "README.md"
+    path.write_text(text, encoding="utf-8")
+    return path
 
 
 def _fmt(m: dict) -> str:

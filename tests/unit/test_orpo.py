@@ -317,3 +317,45 @@ def test_orpo_steps_validate_their_arguments(tok):
         next(orpo.orpo_steps(model, tok, PAIR, n=0))
     with pytest.raises(ValueError, match="lr must"):
         next(orpo.orpo_steps(model, tok, PAIR, n=1, lr=-1.0))
+
+
+# ----------------------------------------------------------------------------------------------------- CLI
+def test_align_cli_trains_evaluates_and_saves(tok, tmp_path):
+    """`python -m playground align` end to end on a tiny random Llama and 40 shipped pairs, 4 steps on the CPU."""
+    import json
+
+    from playground import checkpoints, orpo
+    from playground.data import PREFERENCE_FILES
+
+    base = tmp_path / "base"
+    model = tiny_model("llama", tok.vocab_size, context=128)
+    checkpoints.save(checkpoints.Bundle(model, tok, {"arch": "llama"}), base)
+    pairs = tmp_path / "pairs.jsonl"
+    qa = [json.loads(line) for line in PREFERENCE_FILES["chatterbot"].read_text(encoding="utf-8").splitlines()[:40]]
+    pairs.write_text("".join(json.dumps({"prompt": r["prompt"], "chosen": r["answer"],
+                                         "rejected": qa[(i + 13) % 40]["answer"]}) + "\n"
+                             for i, r in enumerate(qa)), encoding="utf-8")
+    out = tmp_path / "aligned"
+    code = orpo.cli(["--base", str(base), "--data", str(pairs), "--out", str(out), "--steps", "4", "--batch-size",
+                     "4", "--warmup", "1", "--lr", "1e-3", "--max-len", "128", "--prompt-max-tokens", "96",
+                     "--eval-interval", "2", "--eval-pairs", "8", "--val-fraction", "0.2", "--device", "cpu"])
+    assert code == 0
+    doc = json.loads((out / "train_log.json").read_text())
+    assert [r["step"] for r in doc["records"]] == [1, 2, 3, 4]
+    assert doc["records"][1]["val"] and doc["records"][3]["val"] and not doc["records"][0]["val"]
+    assert 0 <= doc["val_after"]["accuracy"] <= 1 and doc["val_before"]["pairs"] == doc["val_after"]["pairs"]
+    lrs = [r["lr"] for r in doc["records"]]
+    assert lrs[0] == pytest.approx(1e-3) and lrs[-1] == pytest.approx(1e-4)  # warmup 1, cosine down to lr / 10
+    card = (out / "README.md").read_text()
+    assert "ORPO" in card and "accuracy" in card and "python -m playground align" in card
+    aligned = checkpoints.load(str(out))
+    assert aligned.info.get("alignment") == "ORPO"
+    assert not torch.equal(aligned.model.state_dict()["output.weight"], model.state_dict()["output.weight"])
+
+
+def test_orpo_config_rejects_bad_values():
+    from playground.orpo import ORPOConfig
+
+    for bad in ({"steps": 0}, {"lr": 0.0}, {"lam": -1.0}, {"val_fraction": 1.0}, {"prompt_max_tokens": 300}):
+        with pytest.raises(ValueError):
+            ORPOConfig(**bad)

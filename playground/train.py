@@ -464,7 +464,7 @@ def _unflatten_optimizer(tensors: dict, groups: list[dict], optimizer: torch.opt
 # run for a GPU (notes sections 19-21: batch 4 at context 512, lr 3e-4, dropout 0.05, weight decay 0.01).
 RECIPES: dict[str, dict] = {
     "tiny": {
-        "model": {"context_length": 64},
+        "model": {"context": 64},  # shape options (SHAPE_FIELDS keys), applied to either architecture
         "train": {"batch_size": 16, "lr": 3e-3, "warmup_steps": 30, "steps": 600, "eval_interval": 100},
     },
     "small": {
@@ -507,10 +507,9 @@ def build_model(arch: str, preset: str, vocab_size: int, **shape) -> nn.Module:
         raise ValueError(f"unknown {arch} preset {preset!r}; choose one of {sorted(module.PRESETS)}")
     base = module.PRESETS[preset]
     names = {f.name for f in dataclasses.fields(base)}
-    overrides = {k: v for k, v in RECIPES.get(preset, {}).get("model", {}).items() if k in names}
-    for key, value in shape.items():
-        if value is None:
-            continue
+    overrides = {}
+    given = {k: v for k, v in shape.items() if v is not None}
+    for key, value in {**RECIPES.get(preset, {}).get("model", {}), **given}.items():
         if key not in SHAPE_FIELDS:
             raise ValueError(f"unknown shape option {key!r}; choose from {sorted(SHAPE_FIELDS)}")
         field_name = next((f for f in SHAPE_FIELDS[key] if f in names), None)

@@ -158,6 +158,11 @@ def save(bundle: Bundle, folder: str | Path) -> Path:
         skip = {"output.weight"} if model.config.tie_word_embeddings else set()
         tensors = {hf_name(k): v for k, v in model.state_dict().items() if k not in skip}
         config["torch_dtype"] = config["dtype"] = str(next(model.parameters()).dtype).removeprefix("torch.")
+        tok = bundle.tokenizer  # transformers' generate() reads these from config.json
+        for key, attr in (("bos_token_id", "bos_id"), ("eos_token_id", "eos_id"), ("pad_token_id", "_pad_id")):
+            value = getattr(tok, attr, None) if tok is not None else None
+            if isinstance(value, int) and value >= 0:
+                config[key] = value
     config["playground"] = extra
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
     _atomic(folder / WEIGHTS, lambda p: save_file(tensors, p, metadata={"format": "pt"}))

@@ -58,7 +58,7 @@ class GPTConfig:
 
 
 PRESETS: dict[str, GPTConfig] = {
-    # ~1.06M non-embedding parameters (2.1M in all): a few hundred steps on a 2-core CPU show the loss falling in seconds
+    # ~1.06M non-embedding parameters (2.1M in all): a 2-core CPU shows the loss falling within seconds
     "tiny": GPTConfig(vocab_size=4096, context_length=128, n_embd=128, n_layer=4, n_head=4),
     "small": GPTConfig(vocab_size=4096, context_length=256, n_embd=256, n_layer=6, n_head=8),
     # the course: vocab 4096, context 512, embed 384, 7 layers, 7 heads -> 19.8M parameters

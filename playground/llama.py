@@ -135,7 +135,7 @@ PRESETS: dict[str, LlamaConfig] = {
         hidden_dim=688,
         max_seq_len=512,
         tie_word_embeddings=True,
-    ),  # fmt: skip
+    ),
     # HuggingFaceTB/SmolLM2-135M's shape: 9 query heads share 3 k/v heads (n_rep 3), tied embeddings
     "smollm2-135m": LlamaConfig(
         vocab_size=49152,
@@ -147,7 +147,7 @@ PRESETS: dict[str, LlamaConfig] = {
         rope_theta=100000.0,
         max_seq_len=8192,
         tie_word_embeddings=True,
-    ),  # fmt: skip
+    ),
 }
 
 

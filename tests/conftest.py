@@ -123,3 +123,13 @@ def screenshot(page, name: str) -> Path:
 
 def open_tab(page, label: str) -> None:
     page.get_by_role("tab", name=label).click()
+
+
+# One torch thread in the test process: the app server runs in its own process beside it on a 2-core
+# machine, and two processes each spinning two threads run many times slower than one thread each.
+try:
+    import torch as _torch
+
+    _torch.set_num_threads(1)
+except ImportError:  # pragma: no cover - torch is a hard requirement
+    pass

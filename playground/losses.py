@@ -130,6 +130,43 @@ def token_stats(logits: torch.Tensor, targets: torch.Tensor) -> TokenStats:
     )
 
 
+def context_window(model: torch.nn.Module) -> int | None:
+    """The longest sequence the model reads in one forward pass (None: no limit we know of)."""
+    cfg = getattr(model, "config", None)
+    for name in ("context_length", "max_seq_len", "max_position_embeddings"):  # GPT, Llama, Hugging Face
+        value = getattr(cfg, name, None)
+        if value:
+            return int(value)
+    return None
+
+
+@torch.no_grad()
+def windowed_logits(model: torch.nn.Module, ids: list[int], window: int | None) -> tuple[torch.Tensor, int]:
+    """Logits predicting ids[1:], shape (len(ids) - 1, V) on the CPU, and how many forward passes it took.
+
+    A text longer than the context is read in windows of `window` tokens that overlap by half: every target
+    after the first window still sees at least window/2 tokens before it (strided evaluation; chunks that
+    do not overlap would leave the first tokens of each chunk with no context at all).
+    """
+    device = next(model.parameters()).device
+    x = torch.tensor(ids, dtype=torch.long, device=device)  # (n,)
+    n = len(ids)
+    if window is None or n <= window:
+        return model(x[None])[0, :-1].cpu(), 1  # (n-1, V): row t predicts token t+1
+    if window < 2:
+        raise ValueError(f"the model's context ({window}) is too short to score a text")
+    stride = window // 2
+    parts = [model(x[None, :window])[0, :-1]]  # targets 1 .. window-1
+    next_t = window  # the first target not scored yet
+    while next_t < n:
+        s = min(next_t - window + stride, n - window)  # window start: next_t keeps >= window - stride context
+        out = model(x[None, s : s + window])[0]  # (window, V): row i predicts token s+i+1
+        end = min(s + window, n)
+        parts.append(out[next_t - 1 - s : end - 1 - s])  # targets next_t .. end-1
+        next_t = end
+    return torch.cat(parts).cpu(), len(parts)
+
+
 @dataclass
 class BreakResult:
     """The three computations on logits scaled by `scale` and cast to `dtype`, beside a float64 reference."""

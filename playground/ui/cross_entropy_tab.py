@@ -1,8 +1,8 @@
 """The Cross-entropy tab: score a text with a model token by token, the loss three ways, and "break it".
 
-The handlers are thin: the numbers come from `playground.losses` (cross_entropy_manual, cross_entropy_torch,
-token_stats, break_it); this module runs the model over the text (in windows when the text is longer than the
-model's context), and turns tensors into a table, coloured chips and small comparison tables.
+The handlers are thin: the numbers come from `playground.losses` (windowed_logits, cross_entropy_manual,
+cross_entropy_torch, token_stats, break_it); this module bounds the input, finds each token's text, and turns
+tensors into a table, coloured chips and small comparison tables.
 """
 
 from __future__ import annotations
@@ -49,43 +49,6 @@ class Scored:
 
 
 # ----------------------------------------------------------------------------------------------- scoring
-def context_window(model: torch.nn.Module) -> int | None:
-    """The longest sequence the model takes in one forward pass (None: no limit we know of)."""
-    cfg = getattr(model, "config", None)
-    for name in ("context_length", "max_seq_len", "max_position_embeddings"):
-        value = getattr(cfg, name, None)
-        if value:
-            return int(value)
-    return None
-
-
-@torch.inference_mode()
-def windowed_logits(model: torch.nn.Module, ids: list[int], window: int | None) -> tuple[torch.Tensor, int]:
-    """Logits predicting ids[1:], shape (len(ids) - 1, V), and how many forward passes it took.
-
-    A text longer than the context is read in windows of `window` tokens that overlap by half: every
-    target after the first window still sees at least window/2 tokens before it (the usual strided
-    evaluation; non-overlapping chunks would leave the first tokens of each chunk with no context).
-    """
-    device = next(model.parameters()).device
-    x = torch.tensor(ids, dtype=torch.long, device=device)  # (n,)
-    n = len(ids)
-    if window is None or n <= window:
-        return model(x[None])[0, :-1].cpu(), 1  # (n-1, V): row t predicts token t+1
-    if window < 2:
-        raise ValueError(f"the model's context ({window}) is too short to score a text")
-    stride = window // 2
-    parts = [model(x[None, :window])[0, :-1]]  # targets 1 .. window-1
-    next_t = window  # the first target not scored yet
-    while next_t < n:
-        s = min(next_t - window + stride, n - window)  # window start: next_t keeps >= window - stride context
-        out = model(x[None, s : s + window])[0]  # (window, V): row i predicts token s+i+1
-        end = min(s + window, n)
-        parts.append(out[next_t - 1 - s : end - 1 - s])  # targets next_t .. end-1
-        next_t = end
-    return torch.cat(parts).cpu(), len(parts)
-
-
 def token_surfaces(tokenizer, ids: list[int]) -> list[str]:
     """Each token's text as it shows in the decoded text, from the differences of growing prefixes.
 
@@ -126,12 +89,12 @@ def score_text(bundle, text: str) -> Scored:
     was_training = model.training
     model.eval()  # dropout off: the loss of the model itself, not of a random sub-network
     try:
-        logits, passes = windowed_logits(model, ids, context_window(model))
+        logits, passes = losses.windowed_logits(model, ids, losses.context_window(model))
     finally:
         model.train(was_training)
     if passes > 1:
         notes.append(
-            f"The text is longer than the model's context ({context_window(model)} tokens): read in {passes} "
+            f"The text is longer than the model's context ({losses.context_window(model)} tokens): read in {passes} "
             "overlapping windows, each token seeing at least half a context before it."
         )
     targets = torch.tensor(ids[1:], dtype=torch.long)  # (N,)

@@ -228,3 +228,60 @@ def test_bad_inputs_raise_value_error_with_the_value():
         losses.cross_entropy_manual(logits, targets.float())
     with pytest.raises(ValueError):
         losses.uniform_loss(0)
+
+
+# ------------------------------------------------------------------------------------ long texts in windows
+def tiny_gpt(context_length: int, vocab_size: int = 64):
+    from playground import gpt
+
+    torch.manual_seed(0)
+    return gpt.new_gpt("tiny", vocab_size=vocab_size, context_length=context_length, n_embd=16, n_layer=2, n_head=2)
+
+
+@pytest.mark.parametrize("n, window", [(10, 16), (16, 16), (17, 16), (40, 16), (41, 9), (70, 32)])
+def test_windowed_logits_give_each_target_half_a_context(n, window):
+    model = tiny_gpt(window).eval()
+    ids = torch.randint(0, 64, (n,), generator=torch.Generator().manual_seed(n)).tolist()
+    logits, passes = losses.windowed_logits(model, ids, losses.context_window(model))
+    assert logits.shape == (n - 1, 64)
+    assert passes == 1 if n <= window else passes > 1
+    with torch.no_grad():  # every window the model could have read, once each
+        outs = {s: model(torch.tensor(ids[s : s + window])[None])[0] for s in range(max(1, n - window + 1))}
+    for t in range(1, n):  # target t: which window produced its row? it must have >= window//2 context
+        found = [
+            s
+            for s in range(max(0, t - window + 1), t)
+            if s in outs and torch.allclose(outs[s][t - 1 - s], logits[t - 1], atol=1e-5)
+        ]
+        assert found and (found[0] == 0 or t - found[0] >= window - window // 2), (t, found)
+
+
+def test_windowed_logits_match_one_pass_when_the_text_fits():
+    model = tiny_gpt(64).eval()
+    ids = list(range(30))
+    logits, passes = losses.windowed_logits(model, ids, None)
+    with torch.no_grad():
+        torch.testing.assert_close(logits, model(torch.tensor(ids)[None])[0, :-1])
+    assert passes == 1
+
+
+def test_context_window_reads_gpt_llama_and_hf_names():
+    from types import SimpleNamespace
+
+    assert losses.context_window(tiny_gpt(24)) == 24
+    assert losses.context_window(SimpleNamespace(config=SimpleNamespace(max_seq_len=256))) == 256
+    assert losses.context_window(SimpleNamespace(config=SimpleNamespace(max_position_embeddings=2048))) == 2048
+    assert losses.context_window(SimpleNamespace()) is None
+
+
+def test_token_surfaces_rebuild_the_text():
+    pytest.importorskip("gradio")
+    from playground import tokenizer as tk
+    from playground.ui.cross_entropy_tab import token_surfaces
+
+    tok = tk.load_tokenizer("bundled")
+    text = "It is a truth héllo 😀 naïve\nnew <b>line</b> & 東京"
+    ids = tok.encode(text)
+    surfaces = token_surfaces(tok, ids)
+    assert len(surfaces) == len(ids) and "".join(surfaces) == tok.decode(ids)
+    assert "😀" in surfaces  # the byte pieces of the emoji: empty surfaces, then the whole character

@@ -28,7 +28,7 @@ DEFAULT_TEXT = (
     "It is a truth universally acknowledged, that a single man in possession of a good fortune, "
     "must be in want of a wife. Suddenly the spaceship landed in Tokyo."
 )
-TABLE_HEADERS = ["position", "context's last token", "target token", "p(target)", "-log p (nats)", "rank", "entropy"]
+TABLE_HEADERS = ["pos", "context's last token", "target", "p(target)", "-log p", "rank", "entropy"]
 THREE_HEADERS = ["computation", "loss (nats)", "minus F.cross_entropy"]
 BREAK_HEADERS = ["computation", "loss (nats)", "finite", "minus float64 reference"]
 MAX_SCALE_EXP = 6.0  # the break-it slider goes up to a scale of 10^6 (past float16 even for a random model)
@@ -303,7 +303,7 @@ def build(ctx: common.TabContext) -> None:
                 )
                 table = gr.Dataframe(
                     headers=TABLE_HEADERS,
-                    label="Token by token (click a header to sort)",
+                    label="Token by token: -log p and entropy in nats, rank 1 = the top guess (click a header to sort)",
                     interactive=False,
                     max_height=420,
                     elem_id="ce-table",

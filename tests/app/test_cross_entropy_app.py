@@ -58,7 +58,7 @@ def number(html: str, elem_id: str) -> float:
 def test_score_table_sums_to_the_loss_and_the_three_agree(client, model_source):
     summary, table, chips, three, csv_path = score(client, model_source)
     loss, ppl, base = number(summary, "ce-loss"), number(summary, "ce-ppl"), number(summary, "ce-baseline")
-    assert table["headers"][:5] == ["position", "context's last token", "target token", "p(target)", "-log p (nats)"]
+    assert table["headers"] == ["pos", "context's last token", "target", "p(target)", "-log p", "rank", "entropy"]
     rows = table["data"]
     assert len(rows) > 10 and [r[0] for r in rows] == list(range(1, len(rows) + 1))
     nlls = [float(r[4]) for r in rows]
@@ -74,7 +74,7 @@ def test_score_table_sums_to_the_loss_and_the_three_agree(client, model_source):
     assert chips.count("pg-ce-tok") == len(rows) and "background:hsl(" in chips
     with open(csv_path, newline="", encoding="utf-8") as f:
         written = list(csv.reader(f))
-    assert len(written) == len(rows) + 1 and written[0][0] == "position"
+    assert len(written) == len(rows) + 1 and written[0][0] == "pos"
     if model_source != "gpt-tiny":  # the random model's context is 32 tokens: the text is read in windows
         assert "overlapping windows" in summary
 

@@ -463,21 +463,36 @@ def tokenize_preferences(dataset, tokenizer, max_len: int):
 
 
 def split_preferences(dataset, val_fraction: float = 0.05, seed: int = 42):
-    """(train, validation) with a fixed seed, split by PROMPT: pairs that share a prompt stay on the same side,
-    so the held-out accuracy measures prompts the model never trained on."""
+    """(train, validation), split by PROMPT with a seeded hash (`is_held_out`): pairs that share a prompt stay on
+    the same side, so the held-out accuracy measures prompts the model never trained on; and whether a prompt is
+    held out depends only on the prompt and the seed, so the ORPO tab can list held-out examples without loading
+    the whole set, and adding data never moves an old prompt across."""
     if not 0 < val_fraction < 1:
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
     keys = [_prompt_key(p) for p in dataset["prompt"]]
-    unique = sorted(set(keys))
-    if len(unique) < 2:
-        raise ValueError(f"Need at least two different prompts to hold some out, got {len(unique)}")
-    order = np.random.default_rng(seed).permutation(len(unique))
-    n_val = min(len(unique) - 1, max(1, round(len(unique) * val_fraction)))
-    held = {unique[i] for i in order[:n_val]}
-    is_val = [k in held for k in keys]
-    val_idx = [i for i, v in enumerate(is_val) if v]
-    train_idx = [i for i, v in enumerate(is_val) if not v]
+    if len(set(keys)) < 2:
+        raise ValueError(f"Need at least two different prompts to hold some out, got {len(set(keys))}")
+    score = {k: _held_out_score(k, seed) for k in set(keys)}
+    held = {k for k, v in score.items() if v < val_fraction}
+    if not held:  # a small set can miss the fraction entirely: hold out the lowest-scoring prompt
+        held = {min(score, key=score.get)}
+    elif len(held) == len(score):
+        held.discard(max(score, key=score.get))
+    val_idx = [i for i, k in enumerate(keys) if k in held]
+    train_idx = [i for i, k in enumerate(keys) if k not in held]
     return dataset.select(train_idx), dataset.select(val_idx)
+
+
+def is_held_out(prompt: str | list[dict], val_fraction: float = 0.05, seed: int = 42) -> bool:
+    """Whether `split_preferences` puts this prompt (text = one user message, or messages) in the validation side
+    (up to the small-set fallbacks there)."""
+    messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
+    return _held_out_score(_prompt_key(messages), seed) < val_fraction
+
+
+def _held_out_score(key: str, seed: int) -> float:
+    """A uniform number in [0, 1) from the prompt and the seed."""
+    return int.from_bytes(hashlib.sha256(f"{seed}|{key}".encode()).digest()[:8], "big") / 2**64
 
 
 def _prompt_key(prompt: list[dict]) -> str:

@@ -651,3 +651,51 @@ def _save(checkpoints, bundle, out: Path, args, cfg: ORPOConfig, before: dict, r
 
 def _argv_of(args) -> list[str]:
     return [f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items() if v is not None]
+
+
+# -------------------------------------------------------------------------------------- examples for the tab
+def shipped_examples(limit: int = 40, max_chars: int = 220) -> list[dict]:
+    """Pairs from the shipped files whose prompts the bundled aligned model never trained on (held out with the
+    CLI's defaults), short enough to read at a glance: {label, prompt, chosen, rejected, source}.
+
+    Plain JSON reading (no `datasets`), so the app starts fast. Chatterbot answers are paired as `data.py` pairs
+    them: with an answer from another category (mismatch) and with the answer running on (run-on).
+    """
+    from playground import data
+
+    d = ORPOConfig()
+    held = lambda prompt: data.is_held_out(prompt, d.val_fraction, d.seed)  # noqa: E731
+    qa = _jsonl(data.PREFERENCE_FILES["chatterbot"])
+    out = []
+    for i, r in enumerate(qa):
+        if held(r["prompt"]) and len(r["prompt"]) + len(r["answer"]) < max_chars:
+            other = next(o for o in qa[i + 1:] + qa[:i] if o["category"] != r["category"])
+            nxt = qa[(i + 7) % len(qa)]
+            out.append(_example(r["prompt"], r["answer"], other["answer"], "chatterbot/mismatch"))
+            out.append(_example(r["prompt"], r["answer"], f"{r['answer']}\n{nxt['prompt']}\n{nxt['answer']}",
+                                "chatterbot/runon"))
+    for r in _jsonl(data.PREFERENCE_FILES["bigbench"]):
+        if held(r["prompt"]) and len(r["prompt"]) + len(r["chosen"]) + len(r["rejected"]) < max_chars:
+            out.append(_example(r["prompt"], r["chosen"], r["rejected"], r["source"]))
+    # interleave the sources so the first entries of the dropdown show every kind
+    by_source: dict[str, list[dict]] = {}
+    for e in out:
+        by_source.setdefault(e["source"].split("/")[0] + e["source"].split("/")[-1], []).append(e)
+    mixed = [e for group in _zip_longest(list(by_source.values())) for e in group]
+    for n, e in enumerate(mixed[:limit], 1):
+        e["label"] = f"{n}. [{e['source']}] {e['prompt'][:60]}"
+    return mixed[:limit]
+
+
+def _example(prompt: str, chosen: str, rejected: str, source: str) -> dict:
+    return {"prompt": prompt, "chosen": chosen, "rejected": rejected, "source": source}
+
+
+def _jsonl(path: Path) -> list[dict]:
+    with Path(path).open(encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def _zip_longest(groups: list[list]) -> Iterator[list]:
+    for i in range(max((len(g) for g in groups), default=0)):
+        yield [g[i] for g in groups if i < len(g)]

@@ -17,6 +17,7 @@ TABS = [
     "start_tab",
     "tokenize_tab",
     "cross_entropy_tab",
+    "orpo_tab",
 ]
 
 

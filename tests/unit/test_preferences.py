@@ -121,6 +121,9 @@ def test_split_is_seeded_and_keeps_prompts_on_one_side():
     assert val2["prompt"] == val["prompt"]
     _, val3 = data.split_preferences(ds, val_fraction=0.1, seed=7)
     assert val3["prompt"] != val["prompt"]
+    assert all(data.is_held_out(p, 0.1, 42) for p in val["prompt"])  # what the ORPO tab uses to list examples
+    assert not any(data.is_held_out(p, 0.1, 42) for p in train["prompt"][:200])
+    assert 0.05 < len(val) / len(ds) < 0.2
 
 
 def test_hub_id_offline_gives_a_clear_message(monkeypatch):

@@ -186,8 +186,8 @@ def take_steps(choice, prompt, chosen, rejected, lam, n, lr, session):
         if rec.step > 0:
             mine["steps"] = done + rec.step
         bd, step = rec.breakdown, done + rec.step
-        rows.append([step, rec.loss, rec.log_odds_ratio, rec.chosen_logp, rec.rejected_logp, bd.sigmoid,
-                     rec.seconds])
+        rows.append([step] + [round(v, 4) for v in (rec.loss, rec.log_odds_ratio, rec.chosen_logp,
+                                                      rec.rejected_logp, bd.sigmoid)] + [round(rec.seconds, 2)])
         plot += [{"step": step, "value": v, "series": s} for s, v in (("log odds ratio", rec.log_odds_ratio),
                                                                       ("chosen avg log p", rec.chosen_logp),
                                                                       ("rejected avg log p", rec.rejected_logp))]

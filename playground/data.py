@@ -357,7 +357,14 @@ def normalise_preferences(raw, default_source: str = "local"):
             out["source"].append(str(source or default_source))
         return out
 
-    return raw.map(normalise, batched=True, remove_columns=raw.column_names, keep_in_memory=True)
+    out = raw.map(normalise, batched=True, remove_columns=raw.column_names, keep_in_memory=True)
+    kept = out.filter(lambda b: [bool(c[0]["content"].strip() and r[0]["content"].strip())
+                                 for c, r in zip(b["chosen"], b["rejected"], strict=True)],
+                      batched=True, keep_in_memory=True)
+    if len(kept) < len(out):
+        log.warning("%s: dropped %d pairs with an empty chosen or rejected reply", default_source,
+                    len(out) - len(kept))
+    return kept
 
 
 def _normalise_row(prompt, chosen, rejected) -> tuple[list[dict], str, str]:
@@ -396,6 +403,12 @@ def chatterbot_pairs(path: Path = PREFERENCE_FILES["chatterbot"], kind: str = "b
     if kind not in PAIR_KINDS:
         raise ValueError(f"kind must be one of {PAIR_KINDS}, got {kind!r}")
     rows = _read_json_lines(Path(path)).to_list()
+    # chatterbot-corpus 1.3.3's trivia file has a stretch of one-character "questions" (a string split letter by
+    # letter: 'I' -> 'n', 'n' -> ' ', ...); no real question is one character long, so those rows are dropped.
+    usable = [r for r in rows if len(r["prompt"].strip()) >= 2 and r["answer"].strip()]
+    if len(usable) < len(rows):
+        log.info("chatterbot: dropped %d rows with a one-character prompt or an empty answer", len(rows) - len(usable))
+    rows = usable
     rng = np.random.default_rng(seed)
     pairs = []
     for i, row in enumerate(rows):

@@ -102,8 +102,9 @@ class EncodedExample:
 def encode_example(tokenizer, prompt: str | list[dict], chosen: str, rejected: str, max_len: int) -> EncodedExample:
     """Token ids and labels of one pair, at most `max_len` tokens each (the model's context).
 
-    Too long: the prompt keeps its last max_len // 2 tokens (the end holds the question and the assistant
-    marker), then the replies are cut to what is left, and `truncated` is set.
+    Too long: the prompt keeps its last tokens (the end holds the question and the assistant marker), as many as
+    leave room for the longer reply but at least max_len // 2; then the replies are cut to what is left, and
+    `truncated` is set.
     """
     if not isinstance(max_len, int) or max_len < 2:
         raise ValueError(f"max_len must be a whole number >= 2, got {max_len!r}")
@@ -111,7 +112,8 @@ def encode_example(tokenizer, prompt: str | list[dict], chosen: str, rejected: s
     good, bad = reply_ids(tokenizer, prompt, chosen, head), reply_ids(tokenizer, prompt, rejected, head)
     truncated = len(head) + max(len(good), len(bad)) > max_len
     if truncated:
-        head = head[-(max_len // 2):] if len(head) > max_len // 2 else head
+        keep = max(max_len // 2, max_len - max(len(good), len(bad)))
+        head = head[-keep:] if len(head) > keep else head
         room = max_len - len(head)
         good, bad = good[:room], bad[:room]
     length = len(head) + max(len(good), len(bad))
@@ -665,7 +667,8 @@ def shipped_examples(limit: int = 40, max_chars: int = 220) -> list[dict]:
 
     d = ORPOConfig()
     held = lambda prompt: data.is_held_out(prompt, d.val_fraction, d.seed)  # noqa: E731
-    qa = _jsonl(data.PREFERENCE_FILES["chatterbot"])
+    qa = [r for r in _jsonl(data.PREFERENCE_FILES["chatterbot"])
+          if len(r["prompt"].strip()) >= 2 and r["answer"].strip()]  # as data.chatterbot_pairs: no junk rows
     out = []
     for i, r in enumerate(qa):
         if held(r["prompt"]) and len(r["prompt"]) + len(r["answer"]) < max_chars:

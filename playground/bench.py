@@ -1,0 +1,903 @@
+"""`python -m playground bench`: the speed figures, each beside a reference measured in the same run.
+
+    python -m playground bench [--device cpu|cuda] [--quick] [--out docs/benchmarks.md]
+
+Machines are noisy, so every row pairs OUR figure with a PEER's figure taken minutes apart in the same
+process, and the ratio is what counts (the column "x" is always "how many times better ours is": a
+speed ratio for throughputs, the inverse ratio for times).
+
+Rows (see docs/benchmarks.md for a run and what it means):
+- train   tokens/s and MFU of a training step (forward, backward, clipping, AdamW) for the course's GPT at
+          batch 4 and 64 (context 512) and a GPT-2-small-sized GPT, ours (fused QKV, SDPA, bf16 autocast on
+          CUDA, fused AdamW, no host syncs, optionally torch.compile) beside "the course's way": CourseGPT
+          below, the notes' model (sections 36-43) with one Head module per head, written-out attention,
+          torch.cat of the heads, no fusion, no compile, in the notes' dtype (bf16 weights on CUDA).
+          MFU = tokens/s x FLOPs/token / peak, FLOPs/token = 6 N + 12 L T C (PaLM appendix B / nanoGPT),
+          N = the parameters that take part in matrix products: every parameter except the token and
+          position embedding tables, with the output matrix (lm_head) counted even when it is tied.
+          The 12 L T C term counts the full T x T attention matrix although causal kernels skip half.
+          The peak is MEASURED here: an 8192^3 bf16 matmul on CUDA, a 2048^3 fp32 matmul on the CPU.
+- decode  tokens/s at batch 1, greedy, for a SmolLM2-135M-shaped Llama with random weights: ours (the
+          app's eager KV-cache path, sampling.generate; and decode.FastDecoder) beside transformers'
+          LlamaForCausalLM.generate on the SAME weights and dtype (dynamic and static cache), and the
+          memory-bandwidth limit: bytes of weights read per token / measured copy bandwidth.
+- app     (CPU) time to first streamed token and tokens/s of the bundled models (a same-shaped random
+          model when a checkpoint is not built yet, labelled so), `python app.py` cold start beside a
+          hello-world gradio app, and Tokenize / Cross-entropy response times through gradio_client beside
+          that app's echo endpoint.
+
+Each row runs in its own try/except: a failure is recorded in the table, never ends the run. gradio and
+datasets are never imported here (the app rows start servers in subprocesses and use gradio_client).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import logging
+import math
+import os
+import platform
+import shlex
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from playground import ROOT
+from playground.gpt import GPT, GPTConfig
+from playground.gpt import PRESETS as GPT_PRESETS
+from playground.llama import Transformer
+
+log = logging.getLogger(__name__)
+
+
+# ------------------------------------------------------------------------------------------------ rows
+@dataclass
+class Row:
+    section: str  # "train" | "decode" | "app"
+    name: str  # what is measured, and how ours runs it
+    unit: str  # "tok/s" (higher is better) or "s" (lower is better)
+    reference: str  # what the peer is
+    ours: float | None = None
+    ref: float | None = None
+    note: str = ""  # MFU, targets, agreement, which fallback ran
+    error: str | None = None  # why the row has no numbers
+
+    @property
+    def x(self) -> float | None:
+        """How many times better ours is: ours/ref for throughputs, ref/ours for times."""
+        if not self.ours or not self.ref:
+            return None
+        return self.ours / self.ref if self.unit != "s" else self.ref / self.ours
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "x": self.x}
+
+
+@dataclass
+class Bench:
+    device: torch.device
+    quick: bool = False
+    tiny: bool = False  # tiny shapes (tests)
+    compile: bool = True
+    budget_s: float = 600.0  # after this, remaining optional rows (compiled training) are skipped
+    rows: list[Row] = field(default_factory=list)
+    meta: dict = field(default_factory=dict)
+    t0: float = field(default_factory=time.perf_counter)
+
+    @property
+    def cuda(self) -> bool:
+        return self.device.type == "cuda"
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.t0
+
+    def run(self, row: Row, measure: Callable[[Row], None]) -> Row:
+        """Fill `row` with measure(row); an exception becomes the row's error, and the run goes on."""
+        t = time.perf_counter()
+        try:
+            measure(row)
+        except Exception as err:  # noqa: BLE001 - one broken row must not lose the others
+            row.error = f"{type(err).__name__}: {str(err)[:300]}"
+            log.warning("bench row %r failed: %s", row.name, row.error)
+        self.rows.append(row)
+        x = f"{row.x:.2f}x" if row.x else "-"
+        log.info("[%6.1fs] %-7s %-58s ours %s  ref %s  %s (%.1fs) %s", self.elapsed(), row.section, row.name,
+                 _fmt(row.ours), _fmt(row.ref), x, time.perf_counter() - t, row.error or row.note)  # fmt: skip
+        return row
+
+
+def _fmt(v: float | None) -> str:
+    if v is None:
+        return "-"
+    if v >= 100:
+        return f"{v:,.0f}"
+    return f"{v:.3g}"
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn: Callable[[], object], device: torch.device, iters: int, warmup: int = 1) -> float:
+    """Seconds per call of fn, after `warmup` calls; one device sync at each end, none inside."""
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    t = time.perf_counter()
+    for _ in range(iters):
+        fn()
+    sync(device)
+    return (time.perf_counter() - t) / iters
+
+
+# ---------------------------------------------------------------------------------------- the machine
+def machine(device: torch.device) -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    text = f"{cpu}, {os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}"
+    if device.type == "cuda":
+        text = f"{torch.cuda.get_device_name(device)} ({text})"
+    return text
+
+
+def versions() -> dict[str, str]:
+    from importlib import metadata
+
+    out = {"python": platform.python_version(), "torch": torch.__version__}
+    for pkg in ("transformers", "gradio", "gradio_client"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = "not installed"
+    if torch.cuda.is_available():
+        out["cuda"] = str(torch.version.cuda)
+    return out
+
+
+def matmul_peak(device: torch.device, tiny: bool = False) -> tuple[float, str]:
+    """FLOP/s of a large square matmul: 8192^3 bf16 on CUDA, 2048^3 fp32 on the CPU (the best of a few)."""
+    n, dtype = (8192, torch.bfloat16) if device.type == "cuda" else (2048 if not tiny else 512, torch.float32)
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    iters = 20 if device.type == "cuda" else 3
+    best = min(timed(lambda: a @ b, device, iters, warmup=2) for _ in range(2))
+    return 2 * n**3 / best, f"{n}^3 {str(dtype).removeprefix('torch.')} matmul"
+
+
+def copy_bandwidth(device: torch.device, tiny: bool = False) -> float:
+    """Bytes/s moved by a large tensor copy, counting the read and the write (the best of a few)."""
+    n = (1 << 28 if device.type == "cuda" else 1 << 26) if not tiny else 1 << 22  # floats: 1 GiB / 256 MiB
+    src = torch.ones(n, device=device)
+    dst = torch.empty_like(src)
+    best = min(timed(lambda: dst.copy_(src), device, 5, warmup=1) for _ in range(3))
+    return 2 * n * 4 / best
+
+
+# --------------------------------------------------------------------------------- the course's GPT
+# A faithful reimplementation of the notes' model (sections 36-43), with the config passed in instead of
+# globals and the notes' typos fixed (`nn.linear`, `head+size`, `torch.cat()(...)`, `s.shape`). Its forward
+# returns logits only: the notes' forward also computes a second, by-hand softmax loss on every call,
+# which we leave out, so this reference is a little FASTER than the course's own code.
+class Head(nn.Module):
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        hs = cfg.head_size
+        self.queries = nn.Linear(cfg.n_embd, hs, bias=cfg.bias)
+        self.keys = nn.Linear(cfg.n_embd, hs, bias=cfg.bias)
+        self.values = nn.Linear(cfg.n_embd, hs, bias=cfg.bias)
+        self.register_buffer("tril", torch.tril(torch.ones(cfg.context_length, cfg.context_length)))
+        self.dropout = nn.Dropout(cfg.dropout)  # defined, never applied: as in the notes
+
+    def forward(self, x):
+        BS, SL, _ = x.shape
+        q, k, v = self.queries(x), self.keys(x), self.values(x)  # (BS, SL, hs) each
+        attn_w = q @ k.transpose(-2, -1) * k.shape[-1] ** -0.5  # (BS, SL, SL)
+        attn_w = attn_w.masked_fill(self.tril[:SL, :SL] == 0, float("-inf"))
+        attn_w = F.softmax(attn_w, dim=-1)
+        return attn_w @ v  # (BS, SL, hs)
+
+
+class Multihead(nn.Module):
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        self.heads = nn.ModuleList([Head(cfg) for _ in range(cfg.n_head)])
+        self.combine = nn.Linear(cfg.head_size * cfg.n_head, cfg.n_embd, bias=cfg.bias)
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, x):
+        x = torch.cat([head(x) for head in self.heads], dim=-1)  # (BS, SL, nh * hs)
+        return self.dropout(self.combine(x))
+
+
+class ForwardLayer(nn.Module):
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        self.network = nn.Sequential(
+            nn.Linear(cfg.n_embd, cfg.mlp_ratio * cfg.n_embd, bias=cfg.bias),
+            nn.GELU(),
+            nn.Linear(cfg.mlp_ratio * cfg.n_embd, cfg.n_embd, bias=cfg.bias),
+            nn.Dropout(cfg.dropout),
+        )
+
+    def forward(self, x):
+        return self.network(x)
+
+
+class CourseBlock(nn.Module):
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        self.ma = Multihead(cfg)
+        self.feed_forward = ForwardLayer(cfg)
+        self.ln1 = nn.LayerNorm(cfg.n_embd)
+        self.ln2 = nn.LayerNorm(cfg.n_embd)
+
+    def forward(self, x):
+        x = x + self.ma(self.ln1(x))
+        return x + self.feed_forward(self.ln2(x))
+
+
+class CourseGPT(nn.Module):
+    """The notes' GPT: model(input (BS, SL)) -> logits (BS, SL, V)."""
+
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        self.config = cfg
+        self.embeddings = nn.Embedding(cfg.vocab_size, cfg.n_embd)
+        self.positions = nn.Embedding(cfg.context_length, cfg.n_embd)
+        self.blocks = nn.Sequential(*[CourseBlock(cfg) for _ in range(cfg.n_layer)])
+        self.ln = nn.LayerNorm(cfg.n_embd)
+        self.final_linear = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=cfg.bias)
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(module):
+        if isinstance(module, nn.Linear):
+            torch.nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if module.bias is not None:
+                torch.nn.init.zeros_(module.bias)
+
+    def forward(self, input):
+        BS, SL = input.shape
+        x = self.embeddings(input) + self.positions(torch.arange(SL, device=input.device))  # (BS, SL, C)
+        return self.final_linear(self.ln(self.blocks(x)))  # (BS, SL, V)
+
+
+@torch.no_grad()
+def course_from_gpt(ours: GPT) -> CourseGPT:
+    """A CourseGPT holding exactly our weights: head h's queries/keys/values are rows h*hs:(h+1)*hs of the
+    q, k and v blocks of our fused c_attn (tests prove the two compute the same logits)."""
+    cfg = ours.config
+    course = CourseGPT(cfg).to(next(ours.parameters()).device, next(ours.parameters()).dtype)
+    A, hs = cfg.n_head * cfg.head_size, cfg.head_size
+    course.embeddings.weight.copy_(ours.wte.weight)
+    course.positions.weight.copy_(ours.wpe.weight)
+    for ob, cb in zip(ours.h, course.blocks, strict=True):
+        w, b = ob.attn.c_attn.weight, ob.attn.c_attn.bias  # (3A, C), (3A,)
+        for h, head in enumerate(cb.ma.heads):
+            for part, lin in enumerate((head.queries, head.keys, head.values)):
+                rows = slice(part * A + h * hs, part * A + (h + 1) * hs)
+                lin.weight.copy_(w[rows])
+                if b is not None:
+                    lin.bias.copy_(b[rows])
+        pairs = [(cb.ma.combine, ob.attn.c_proj), (cb.feed_forward.network[0], ob.mlp.c_fc),
+                 (cb.feed_forward.network[2], ob.mlp.c_proj), (cb.ln1, ob.ln_1), (cb.ln2, ob.ln_2)]  # fmt: skip
+        for dst, src in pairs:
+            dst.load_state_dict(src.state_dict())
+    course.ln.load_state_dict(ours.ln_f.state_dict())
+    course.final_linear.load_state_dict(ours.lm_head.state_dict())
+    return course
+
+
+# --------------------------------------------------------------------------------------------- training
+def matmul_params(model: nn.Module) -> int:
+    """N of the FLOPs formula: parameters in matrix products (all but the embedding tables; the output
+    matrix counts once, even when tied to the token embedding)."""
+    cfg = model.config
+    total = sum(p.numel() for p in model.parameters())
+    tables = cfg.vocab_size * cfg.n_embd + cfg.context_length * cfg.n_embd  # wte + wpe
+    tied = getattr(cfg, "tie_weights", False)
+    return total - tables + (cfg.vocab_size * cfg.n_embd if tied else 0)
+
+
+def flops_per_token(model: nn.Module, T: int) -> float:
+    cfg = model.config
+    return 6 * matmul_params(model) + 12 * cfg.n_layer * T * cfg.n_embd
+
+
+def _train_step_fn(model: nn.Module, forward, opt, x, y, autocast_dtype, clip: float = 1.0):
+    """One optimizer step (the shape of train._train_step): no .item(), so no host sync inside."""
+
+    def step():
+        ctx = torch.autocast(x.device.type, dtype=autocast_dtype) if autocast_dtype else _null()
+        with ctx:
+            logits = forward(x)  # (B, T, V)
+        loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), clip)
+        opt.step()
+
+    return step
+
+
+class _null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        return False
+
+
+def _ours_optimizer(model: nn.Module):
+    from playground.train import TrainConfig, make_optimizer
+
+    return make_optimizer(model, TrainConfig(lr=3e-4, device=str(next(model.parameters()).device)))
+
+
+def _course_optimizer(model: nn.Module):
+    """The notes' section 45: two groups, plain torch.optim.AdamW (not fused), betas (0.9, 0.99)."""
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": 0.01}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=3e-4, betas=(0.9, 0.99))
+
+
+def train_cases(bench: Bench) -> list[tuple[str, GPTConfig, int, bool]]:
+    """(label, config, batch, with a compiled row) for this device and mode."""
+    course, gpt2 = GPT_PRESETS["course"], GPT_PRESETS["gpt2-small"]
+    if bench.tiny:
+        return [("tiny GPT b2", replace(GPT_PRESETS["tiny"], context_length=32, n_layer=2), 2, False)]
+    if bench.cuda:
+        return [("course GPT b4 T512", course, 4, False), ("course GPT b64 T512", course, 64, True),
+                ("GPT-2-small-sized b16 T1024", gpt2, 16, True)]  # fmt: skip
+    cases = [("course GPT b4 T512", course, 4, False)]
+    if not bench.quick:
+        cases.append(("GPT-2-small-sized b1 T1024", gpt2, 1, False))
+    return cases
+
+
+def train_rows(bench: Bench, peak: float) -> None:
+    steps = 2 if not bench.cuda else (5 if bench.quick else 10)
+    for label, cfg, batch, with_compile in train_cases(bench):
+        _train_case(bench, label, cfg, batch, with_compile, steps, peak)
+
+
+def _train_case(bench: Bench, label: str, cfg: GPTConfig, batch: int, with_compile: bool, steps: int, peak: float):
+    T = cfg.context_length
+    torch.manual_seed(0)
+    x = torch.randint(0, cfg.vocab_size, (batch, T), device=bench.device)
+    y = torch.randint(0, cfg.vocab_size, (batch, T), device=bench.device)
+    ref = _measure_course(bench, cfg, x, y, steps)
+    if ref.get("error"):
+        error_row(bench, "train", f"{label}: course's way", ref["error"])
+        return
+    for compiled in [False] + ([True] if with_compile and bench.compile else []):
+
+        def measure(row, compiled=compiled):
+            if compiled and bench.elapsed() > bench.budget_s:
+                raise TimeoutError(f"skipped: the run passed its {bench.budget_s:.0f} s budget")
+            tps, mfu, how = _measure_ours(bench, cfg, x, y, steps, compiled, peak)
+            row.ours, row.ref = tps, ref["tps"]
+            row.note = f"ours MFU {mfu:.1%}, course MFU {ref['mfu']:.1%}; ours: {how}"
+
+        name = f"{label}: ours{' + torch.compile' if compiled else ''}"
+        bench.run(Row("train", name, "tok/s", f"course's way ({ref['how']})"), measure)
+
+
+def error_row(bench: Bench, section: str, name: str, msg: str) -> None:
+    bench.run(Row(section, name, "-", "-"), lambda row: _raise(msg))
+
+
+def _raise(msg: str):
+    raise RuntimeError(msg)
+
+
+def _measure_course(bench: Bench, cfg: GPTConfig, x, y, steps: int) -> dict:
+    try:
+        model = CourseGPT(cfg).to(bench.device)
+        how = "fp32"
+        if bench.cuda:
+            model = model.to(torch.bfloat16)  # the notes: model.to(dtype) with dtype = torch.bfloat16
+            how = "bf16 weights"
+        step = _train_step_fn(model, model, _course_optimizer(model), x, y, None)
+        sec = timed(step, bench.device, steps, warmup=1)
+        tps = x.numel() / sec
+        mfu = tps * flops_per_token(model, cfg.context_length) / bench.meta["peak_flops"]  # same N as ours
+        del model, step
+        _free(bench)
+        return {"tps": tps, "mfu": mfu, "how": f"{how}, separate heads, masked_fill softmax, AdamW"}
+    except Exception as err:  # noqa: BLE001
+        _free(bench)
+        return {"error": f"{type(err).__name__}: {str(err)[:300]}"}
+
+
+def _measure_ours(bench: Bench, cfg: GPTConfig, x, y, steps: int, compiled: bool, peak: float):
+    model = GPT(cfg).to(bench.device)
+    forward = torch.compile(model) if compiled else model
+    dtype = torch.bfloat16 if bench.cuda else None  # autocast on CUDA; fp32 on the CPU (its peak is fp32)
+    opt = _ours_optimizer(model)
+    step = _train_step_fn(model, forward, opt, x, y, dtype)
+    warm = 3 if compiled else 1
+    sec = timed(step, bench.device, steps, warmup=warm)
+    tps = x.numel() / sec
+    mfu = tps * flops_per_token(model, cfg.context_length) / peak
+    fused = any(g.get("fused") for g in opt.param_groups)
+    from playground.attention import resolve_impl
+
+    q = torch.empty(1, 1, 1, 8, device=bench.device, dtype=dtype or torch.float32)
+    how = f"{'bf16 autocast' if dtype else 'fp32'}, fused QKV, {resolve_impl(cfg.attn_impl, q)}, " \
+          f"{'fused ' if fused else ''}AdamW, {sec * 1000:.1f} ms/step"  # fmt: skip
+    del model, forward, opt, step
+    _free(bench)
+    return tps, mfu, how
+
+
+def _free(bench: Bench) -> None:
+    if bench.cuda:
+        torch.cuda.empty_cache()
+
+
+# --------------------------------------------------------------------------------------------- decoding
+def _decode_model(bench: Bench, dtype: torch.dtype):
+    from playground.llama import new_llama
+
+    torch.manual_seed(0)
+    if bench.tiny:
+        return new_llama("tiny", vocab_size=512, n_layers=2).to(dtype), "tiny Llama"
+    return new_llama("smollm2-135m").to(dtype), "SmolLM2-135M-shaped Llama"
+
+
+def _hf_from_ours(model: nn.Module, dtype: torch.dtype, device: torch.device):
+    """transformers' LlamaForCausalLM with our weights: saved by checkpoints.save, read by from_pretrained."""
+    from transformers import AutoModelForCausalLM
+
+    from playground import checkpoints
+
+    with tempfile.TemporaryDirectory() as folder:
+        checkpoints.save(checkpoints.Bundle(model, None, {}), folder)  # no tokenizer: no eos, all N tokens come
+        hf = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype).to(device).eval()
+    hf.generation_config.eos_token_id = None
+    hf.generation_config.pad_token_id = 0
+    return hf
+
+
+def _hf_generate(hf, prompt: torch.Tensor, n: int, static: bool) -> list[int]:
+    kw = {"cache_implementation": "static"} if static else {}
+    with torch.inference_mode():
+        out = hf.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=n, min_new_tokens=n,
+                          do_sample=False, **kw)  # fmt: skip
+    return out[0, prompt.shape[1] :].tolist()
+
+
+def _tok_per_s(fn: Callable[[], list[int]], n: int, device: torch.device, reps: int) -> tuple[float, list[int]]:
+    """Best of `reps` timed runs after one warm-up; prefill included, as a user waits for it."""
+    tokens = fn()
+    best = math.inf
+    for _ in range(reps):
+        sync(device)
+        t = time.perf_counter()
+        tokens = fn()
+        sync(device)
+        best = min(best, time.perf_counter() - t)
+    return n / best, tokens
+
+
+def _agree(a: list[int], b: list[int]) -> int:
+    """Length of the common prefix (greedy decodes of the same weights should agree until a near-tie)."""
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def decode_rows(bench: Bench) -> None:
+    from playground import decode, sampling
+
+    dtype = torch.bfloat16 if bench.cuda else torch.float32
+    dname = str(dtype).removeprefix("torch.")
+    n = (128 if bench.quick else 256) if bench.cuda else (8 if bench.tiny else 16 if bench.quick else 48)
+    reps = 2 if bench.cuda else 1
+    try:
+        model, label = _decode_model(bench, dtype)
+        hf = _hf_from_ours(model, dtype, bench.device)
+        model = model.to(bench.device).eval()
+    except Exception as err:  # noqa: BLE001
+        error_row(bench, "decode", "decode setup", f"{type(err).__name__}: {err}")
+        return
+    prompt = torch.randint(0, model.config.vocab_size, (1, 32), generator=torch.Generator().manual_seed(0))
+    prompt = prompt.to(bench.device)
+    label = f"{label} b1 {dname}, prompt 32 + {n} new"
+    figures: dict[str, tuple[float, list[int]]] = {}
+
+    def hf_run(static: bool):
+        key = "hf-static" if static else "hf-dynamic"
+        if key not in figures:
+            figures[key] = _tok_per_s(lambda: _hf_generate(hf, prompt, n, static), n, bench.device, reps)
+        return figures[key]
+
+    def eager(row):
+        ids = prompt[0].tolist()
+        ours, toks = _tok_per_s(lambda: list(sampling.generate(model, ids, n, temperature=0)), n, bench.device, reps)
+        ref, hf_toks = hf_run(False)
+        row.ours, row.ref = ours, ref
+        row.note = f"tokens agree with transformers for {_agree(toks, hf_toks)}/{n}"
+
+    bench.run(Row("decode", f"{label}: ours, eager KV cache (sampling.generate)", "tok/s",
+                  "transformers generate, dynamic cache"), eager)  # fmt: skip
+    holder: dict = {}
+
+    def fast(row, static: bool):
+        if "tps" not in holder:
+            dec = decode.FastDecoder(model, 32 + n)
+            holder["mode"] = dec.mode
+            holder["tps"], holder["toks"] = _tok_per_s(lambda: list(decode.greedy(dec, prompt, n)), n, bench.device,
+                                                       reps)  # fmt: skip
+            holder["dec"] = dec
+        ref, hf_toks = hf_run(static)
+        row.ours, row.ref = holder["tps"], ref
+        row.note = f"mode {holder['mode']}; tokens agree with transformers for {_agree(holder['toks'], hf_toks)}/{n}"
+
+    for static in (False, True):
+        ref_name = f"transformers generate, {'static' if static else 'dynamic'} cache"
+        bench.run(Row("decode", f"{label}: ours, decode.FastDecoder", "tok/s", ref_name),
+                  lambda r, s=static: fast(r, s))  # fmt: skip
+
+    def limit(row):
+        weight_bytes = _bytes_per_token(model)
+        row.ref = bench.meta["copy_bandwidth"] / weight_bytes
+        row.ours = holder["tps"]
+        row.note = f"{weight_bytes / 1e6:.0f} MB of weights read per token; ours reaches {row.ours / row.ref:.0%}"
+
+    bench.run(Row("decode", f"{label}: ours, decode.FastDecoder", "tok/s",
+                  "memory-bandwidth limit (weight bytes/token / copy bandwidth)"), limit)  # fmt: skip
+    if bench.cuda and "dec" in holder:
+        _profile_decode(bench, holder["dec"])
+
+
+def _bytes_per_token(model: nn.Module) -> int:
+    """Bytes of weights a decode step reads: every parameter but the embedding table (one row of it is read),
+    with the output matrix read in full even when tied to the embedding."""
+    c = model.config
+    emb = model.tok_embeddings.weight
+    total = sum(p.numel() * p.element_size() for p in model.parameters()) - emb.numel() * emb.element_size()
+    if c.tie_word_embeddings:
+        total += emb.numel() * emb.element_size()
+    return total
+
+
+def _profile_decode(bench: Bench, dec) -> None:
+    """Top CUDA kernels of 20 fast decode steps (printed and kept in the JSON, to explain a gap)."""
+    try:
+        from torch.profiler import ProfilerActivity, profile
+
+        dec.reset()
+        dec.prefill(torch.zeros(1, 8, dtype=torch.long, device=bench.device))
+        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+            for _ in range(20):
+                dec.step(None)
+            sync(bench.device)
+        table = prof.key_averages().table(sort_by="cuda_time_total", row_limit=15)
+        bench.meta["decode_profile"] = table
+        print("\nfast decode, 20 steps, top kernels:\n" + table, file=sys.stderr)
+    except Exception as err:  # noqa: BLE001
+        bench.meta["decode_profile"] = f"profiler failed: {type(err).__name__}: {err}"
+
+
+# ------------------------------------------------------------------------------------ bundled models
+def _bundled(name: str, info: dict):
+    """(model, tokenizer or None, label): the checkpoint if built, else a same-shaped random model."""
+    from playground import checkpoints
+    from playground.gpt import new_gpt
+    from playground.llama import new_llama
+
+    if Path(info["folder"]).is_dir():
+        b = checkpoints.load(name)
+        return b.model.eval(), b.tokenizer, name
+    torch.manual_seed(0)
+    model = new_llama("base") if info["arch"] == "llama" else new_gpt("tiny")
+    return model.eval(), None, f"{name} (not built yet: random weights, same shape)"
+
+
+def _course_generate(model: nn.Module, ids: list[int], n: int) -> list[int]:
+    """The notes' generate (section 43): the whole window recomputed for every token, input[:, -context:]."""
+    ctx = model.config.context_length
+    x = torch.tensor([ids])
+    with torch.no_grad():
+        for _ in range(n):
+            logits = model(x[:, -ctx:])[:, -1]
+            x = torch.cat([x, logits.argmax(-1, keepdim=True)], dim=1)  # greedy, to compare like with like
+    return x[0, len(ids) :].tolist()
+
+
+def bundled_rows(bench: Bench) -> None:
+    from playground import checkpoints
+
+    n = 8 if bench.tiny else 32
+    names = list(checkpoints.BUNDLED)[:1] if bench.tiny else list(checkpoints.BUNDLED)
+    text = "It is a truth universally acknowledged, that a single man in possession of a good fortune"
+    for name in names:
+        try:
+            model, tok, label = _bundled(name, checkpoints.BUNDLED[name])
+        except Exception as err:  # noqa: BLE001
+            error_row(bench, "app", f"{name}: load", f"{type(err).__name__}: {err}")
+            continue
+        ids = tok.encode(text) if tok is not None else list(range(5, 25))
+        _bundled_case(bench, model.float(), label, ids, n)  # the CPU rows compare float32 with float32
+
+
+def _bundled_case(bench: Bench, model: nn.Module, label: str, ids: list[int], n: int) -> None:
+    from playground import decode, sampling
+
+    hf = _hf_from_ours(model, torch.float32, torch.device("cpu")) if isinstance(model, Transformer) else None
+    prompt = torch.tensor([ids])
+    ref_name = "transformers generate (dynamic cache)" if hf is not None else "the course's generate (recompute)"
+
+    def ref_gen(k: int) -> list[int]:
+        return _hf_generate(hf, prompt, k, False) if hf is not None else _course_generate(model, ids, k)
+
+    def first(row):
+        row.ours = timed(lambda: next(iter(sampling.generate(model, ids, n, temperature=0))), bench.device, 3)
+        row.ref = timed(lambda: ref_gen(1), bench.device, 3)
+        row.note = "target < 0.5 s on the 2-core CPU"
+
+    def rate(row, fast: bool):
+        gen = decode.generate if fast else sampling.generate
+        row.ours, toks = _tok_per_s(lambda: list(gen(model, ids, n, temperature=0)), n, bench.device, 1)
+        row.ref, ref_toks = _tok_per_s(lambda: ref_gen(n), n, bench.device, 1)
+        row.note = f"{n} tokens; agree with the reference for {_agree(toks, ref_toks)}/{n}"
+
+    bench.run(Row("app", f"{label}: first token (sampling.generate)", "s", ref_name), first)
+    bench.run(Row("app", f"{label}: tok/s (sampling.generate)", "tok/s", ref_name), lambda r: rate(r, False))
+    bench.run(Row("app", f"{label}: tok/s (decode.generate)", "tok/s", ref_name), lambda r: rate(r, True))
+
+
+# ------------------------------------------------------------------------------------------- the app
+HELLO_APP = """
+import gradio as gr
+with gr.Blocks() as demo:
+    t, o = gr.Textbox(), gr.Textbox()
+    gr.Button().click(lambda s: s, t, o, api_name="echo")
+demo.launch()
+"""
+OFFLINE_ENV = {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1",
+               "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}  # fmt: skip
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(args: list[str], timeout: float = 120.0) -> tuple[subprocess.Popen, str, float]:
+    """Start a server process on a free port; return (process, url, seconds to its first HTTP 200)."""
+    port = _free_port()
+    env = {**os.environ, **OFFLINE_ENV, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port)}
+    env.pop("SPACES_ZERO_GPU", None)
+    url = f"http://127.0.0.1:{port}/"
+    t = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, *args], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)  # fmt: skip
+    while time.perf_counter() - t < timeout:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{' '.join(args)[:40]} exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return proc, url, time.perf_counter() - t
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    raise TimeoutError(f"no HTTP 200 from {url} within {timeout} s")
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def _median_call(fn: Callable[[], object], n: int) -> float:
+    fn()  # the first call warms the session (and loads a model into the app's cache)
+    times = []
+    for _ in range(n):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def _ce_source(folder: Path) -> str:
+    """The bundled "gpt-tiny" if built; else a tiny random GPT with the bundled tokenizer, saved to `folder`."""
+    from playground import CHECKPOINTS, checkpoints
+    from playground import tokenizer as tk
+    from playground.gpt import new_gpt
+
+    if (CHECKPOINTS / "gpt-tiny").is_dir():
+        return "gpt-tiny"
+    tok = tk.load_tokenizer("bundled")
+    torch.manual_seed(0)
+    model = new_gpt("tiny", vocab_size=tok.vocab_size)
+    checkpoints.save(checkpoints.Bundle(model, tok, {"arch": "gpt", "source": "bench"}), folder)
+    return str(folder)
+
+
+def app_rows(bench: Bench) -> None:
+    procs: list[subprocess.Popen] = []
+    try:
+        hello, hello_url, hello_s = start_server(["-c", HELLO_APP])
+        procs.append(hello)
+        app, app_url, app_s = start_server(["app.py"])
+        procs.append(app)
+
+        def cold(row):
+            row.ours, row.ref, row.note = app_s, hello_s, "python app.py to the first HTTP 200; target < 10 s"
+
+        bench.run(Row("app", "cold start", "s", "hello-world gradio Blocks app"), cold)
+        _client_rows(bench, app_url, hello_url)
+    except Exception as err:  # noqa: BLE001
+        error_row(bench, "app", "app server", f"{type(err).__name__}: {err}")
+    finally:
+        for p in procs:
+            stop_server(p)
+
+
+def _client_rows(bench: Bench, app_url: str, hello_url: str) -> None:
+    import contextlib
+    import io
+
+    from gradio_client import Client
+
+    with contextlib.redirect_stdout(io.StringIO()):  # gradio_client prints "Loaded as API" banners
+        app, hello = Client(app_url), Client(hello_url)
+    echo = _median_call(lambda: hello.predict("hello", api_name="/echo"), 5)
+    text = ("It is a truth universally acknowledged, that a single man in possession of a good fortune, "
+            "must be in want of a wife. ") * 8  # fmt: skip
+
+    def tokenize(row):
+        row.ours = _median_call(lambda: app.predict(text, "bundled BPE 4096", "(none)", api_name="/tokenize"), 5)
+        row.ref, row.note = echo, f"{len(text)} characters, bundled tokenizer; median of 5"
+
+    def ce(row):
+        with tempfile.TemporaryDirectory() as folder:
+            source = _ce_source(Path(folder) / "gpt")
+            row.ours = _median_call(lambda: app.predict(source, text, api_name="/ce_score"), 5)
+        row.ref, row.note = echo, f"model {Path(source).name}, {len(text)} characters; median of 5"
+
+    bench.run(Row("app", "Tokenize response (/tokenize)", "s", "echo endpoint of the hello-world app"), tokenize)
+    bench.run(Row("app", "Cross-entropy response (/ce_score)", "s", "echo endpoint of the hello-world app"), ce)
+
+
+# ------------------------------------------------------------------------------------------- output
+HEADER = ("section", "what (ours)", "ours", "reference", "ref", "x", "notes")
+
+
+def table_lines(rows: list[Row]) -> list[str]:
+    lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    for r in rows:
+        unit = f" {r.unit}"
+        x = f"{r.x:.2f}x" if r.x else "-"
+        notes = (f"ERROR {r.error}" if r.error else r.note).replace("|", "/")
+        cells = [r.section, r.name, _fmt(r.ours) + unit if r.ours else "-", r.reference,
+                 _fmt(r.ref) + unit if r.ref else "-", x, notes]  # fmt: skip
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def markdown(bench: Bench) -> str:
+    m = bench.meta
+    head = [
+        f"### `{m['command']}`",
+        "",
+        f"- date: {m['date']}",
+        f"- machine: {m['machine']}",
+        f"- versions: {', '.join(f'{k} {v}' for k, v in m['versions'].items())}",
+        f"- measured peaks: {m['peak_flops'] / 1e12:.2f} TFLOP/s ({m['peak_how']}), "
+        f"copy bandwidth {m['copy_bandwidth'] / 1e9:.1f} GB/s (read + write)",
+        f"- wall time: {m['wall_s']:.0f} s. `x` = how many times better ours is (speed ratio; time ratio for `s`).",
+        "",
+    ]
+    return "\n".join(head + table_lines(bench.rows)) + "\n"
+
+
+def write_outputs(bench: Bench, out: Path) -> tuple[Path, Path]:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    md = markdown(bench)
+    js = out.with_suffix(".json")
+    js.write_text(json.dumps({"meta": bench.meta, "rows": [r.to_dict() for r in bench.rows]}, indent=2) + "\n")
+    if out.exists() and "<!-- bench:" in out.read_text(encoding="utf-8"):
+        md = _replace_section(out.read_text(encoding="utf-8"), bench.device.type, md)
+    out.write_text(md, encoding="utf-8")
+    return out, js
+
+
+def _replace_section(doc: str, kind: str, md: str) -> str:
+    """docs/benchmarks.md keeps prose around generated tables between <!-- bench:cpu --> markers."""
+    start, end = f"<!-- bench:{kind} -->", f"<!-- /bench:{kind} -->"
+    if start in doc and end in doc:
+        before, rest = doc.split(start, 1)
+        return before + start + "\n" + md + rest[rest.index(end) :]
+    return doc.rstrip() + f"\n\n{start}\n{md}{end}\n"
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m playground bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where to run (default cpu)")
+    p.add_argument("--quick", action="store_true", help="small step and token counts (CPU: about 2 minutes)")
+    p.add_argument("--out", default=None, help="Markdown file to write (JSON beside it); default: print only")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--no-compile", action="store_true", help="skip the torch.compile training rows")
+    p.add_argument("--budget", type=float, default=200.0, help="seconds after which optional rows are skipped")
+    p.add_argument("--only", default="train,decode,app", help="sections to run, comma-separated")
+    p.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)  # tiny shapes for the smoke test
+    return p.parse_args(argv)
+
+
+def run_bench(args: argparse.Namespace, command: str) -> Bench:
+    from playground.device import pick_device
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = pick_device(args.device)
+    bench = Bench(device, quick=args.quick, tiny=args.tiny, compile=not args.no_compile, budget_s=args.budget)
+    only = set(args.only.split(","))
+    peak, how = matmul_peak(device, args.tiny)
+    bench.meta = {
+        "command": command,
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": machine(device),
+        "versions": versions(),
+        "device": device.type,
+        "peak_flops": peak,
+        "peak_how": how,
+        "copy_bandwidth": copy_bandwidth(device, args.tiny),
+        "torch_threads": torch.get_num_threads(),
+    }
+    log.info("peak %.2f TFLOP/s (%s), copy %.1f GB/s", peak / 1e12, how, bench.meta["copy_bandwidth"] / 1e9)
+    if "train" in only:
+        train_rows(bench, peak)
+    if "decode" in only:
+        decode_rows(bench)
+    if "app" in only and device.type == "cpu":
+        bundled_rows(bench)
+        if not args.tiny:
+            app_rows(bench)
+    bench.meta["wall_s"] = bench.elapsed()
+    return bench
+
+
+def cli(argv: list[str] | None = None) -> int:
+    args = parse_args(list(sys.argv[1:] if argv is None else argv))
+    command = "python -m playground bench " + " ".join(shlex.quote(a) for a in (argv or []))
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    bench = run_bench(args, command.strip())
+    print(markdown(bench))
+    if args.out:
+        md, js = write_outputs(bench, Path(args.out))
+        log.info("wrote %s and %s", md, js)
+    return 0

@@ -1,0 +1,382 @@
+"""Fast decoding: one new token per step with STATIC shapes, so that a GPU can replay a whole step as one
+CUDA graph instead of launching a few hundred small kernels from Python.
+
+Why the teaching path is slow to decode. `model(idx, cache=KVCache)` (gpt.py, llama.py) is written to be
+read: per layer it launches ~30 small kernels (norm, three projections, RoPE, cache write, attention,
+...), each from Python, and the attended key range grows every step, so nothing can be recorded once and
+replayed. At batch 1 the GPU spends most of a step waiting for the host; on a CPU the same Python work is
+a smaller share, because there the step is bound by reading every weight once from memory.
+
+What this module does instead (the same function, proven equal in tests/unit/test_fastpaths.py):
+- Fused weights: q, k, v of a layer become one matrix (Llama's wq|wk|wv; GPT already has c_attn) and the
+  SwiGLU gate and up projections one matrix (w1|w3): fewer, larger matrix-vector products. They are COPIES
+  made when the decoder is built: a decoder is a snapshot of the model, built per generation.
+- A static KV cache: per layer [B, nkv, L, hs] allocated once, and the position as a DEVICE tensor.
+  A step writes its keys at `pos` (index_copy_), attends over all L slots with a mask (slot <= pos), and
+  gathers the RoPE angles at `pos`: every shape is the same at every step, nothing is allocated anew.
+- On CUDA: each layer's step compiled with torch.compile (inductor fuses the norm/RoPE/SiLU element-wise
+  work) and the whole step, greedy argmax included, captured in a torch.cuda.CUDAGraph and replayed.
+  The chosen token is written back into the graph's input on the device, and read by the host one step
+  late, so the GPU never waits for Python. Never compiled or captured on ZeroGPU (SPACES_ZERO_GPU set),
+  where each call may get a different GPU.
+- On the CPU: plain eager under inference_mode, the same static step. Decoding there is bound by memory
+  bandwidth (bench.py prints the limit beside the figures).
+
+Notation as in attention.py: B batch, T new tokens, L cache slots (max_len), C width, V vocabulary,
+nh query heads, nkv key/value heads, r = nh // nkv query heads per k/v head, hs head size.
+
+Use: `generate(model, idx, max_new_tokens, temperature, top_k, top_p, generator, eos_id)` takes the same
+arguments and yields the same tokens as `sampling.generate` (it uses sampling's own next_token_probs and
+draw); `supports(model)` says whether this module can decode that model.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Iterator
+
+import torch
+import torch.nn.functional as F
+
+from playground.gpt import GPT
+from playground.llama import Transformer, apply_rotary_emb
+
+log = logging.getLogger(__name__)
+
+__all__ = ["FastDecoder", "supports", "generate", "greedy", "zero_gpu"]
+
+
+def zero_gpu() -> bool:
+    """True on a Hugging Face ZeroGPU Space: no torch.compile and no CUDA graphs there."""
+    return bool(os.environ.get("SPACES_ZERO_GPU"))
+
+
+def supports(model: torch.nn.Module) -> bool:
+    return isinstance(model, (Transformer, GPT))
+
+
+# ------------------------------------------------------------------------------------- the step's math
+def grouped_attention(q, k_cache, v_cache, mask, scale: float) -> torch.Tensor:
+    """Causal attention of q [B, nh, T, hs] over ALL L cache slots [B, nkv, L, hs]; mask [T, L] is True
+    where a query may look (slot <= its position). Query heads g*r .. g*r+r-1 share k/v head g (the order
+    of llama.repeat_kv), so we group them instead of copying the keys r times. Scores and softmax in float32."""
+    B, nh, T, hs = q.shape
+    nkv, L = k_cache.shape[1], k_cache.shape[2]
+    r = nh // nkv
+    qg = q.reshape(B, nkv, r * T, hs)  # (B, nkv, r*T, hs): rows ordered (head in group, query)
+    scores = (qg.float() @ k_cache.float().transpose(-2, -1)) * scale  # (B, nkv, r*T, L)
+    scores = scores.view(B, nkv, r, T, L).masked_fill(~mask, float("-inf"))  # mask (T, L) broadcasts
+    weights = F.softmax(scores, dim=-1).to(v_cache.dtype).view(B, nkv, r * T, L)
+    return (weights @ v_cache).view(B, nh, T, hs)  # (B, nkv, r*T, L) @ (B, nkv, L, hs) -> (B, nh, T, hs)
+
+
+def _rms(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """llama.RMSNorm, the same operations in the same order (float32, cast back, then the gain)."""
+    xf = x.float()
+    return weight * (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)).type_as(x)
+
+
+def llama_layer(h, w: tuple, k_cache, v_cache, cos, sin, idx, mask, dims: tuple) -> torch.Tensor:
+    """One Llama block for the T new tokens h [B, T, C] at positions idx [T]; writes their k/v into the cache.
+    w = (attention_norm, wqkv, bqkv, wo, bo, ffn_norm, w13, b13, w2, b2); dims = (nh, nkv, hs, eps)."""
+    attn_norm, wqkv, bqkv, wo, bo, ffn_norm, w13, b13, w2, b2 = w
+    nh, nkv, hs, eps = dims
+    B, T, _ = h.shape
+    qkv = F.linear(_rms(h, attn_norm, eps), wqkv, bqkv)  # (B, T, (nh + 2 nkv) hs): one product for q, k, v
+    q, k, v = qkv.split([nh * hs, nkv * hs, nkv * hs], dim=-1)
+    q = q.view(B, T, nh, hs).transpose(1, 2)  # (B, nh, T, hs)
+    k = k.view(B, T, nkv, hs).transpose(1, 2)  # (B, nkv, T, hs)
+    v = v.view(B, T, nkv, hs).transpose(1, 2)  # (B, nkv, T, hs)
+    q, k = apply_rotary_emb(q, k, cos, sin)  # llama.py's own rotation: same numbers
+    k_cache.index_copy_(2, idx, k)  # slots idx <- the new keys; static shapes, no host-side position
+    v_cache.index_copy_(2, idx, v)
+    y = grouped_attention(q, k_cache, v_cache, mask, 1.0 / math.sqrt(hs))  # (B, nh, T, hs)
+    h = h + F.linear(y.transpose(1, 2).reshape(B, T, nh * hs), wo, bo)  # (B, T, C)
+    gate, up = F.linear(_rms(h, ffn_norm, eps), w13, b13).chunk(2, dim=-1)  # (B, T, H) each: w1 x and w3 x
+    return h + F.linear(F.silu(gate) * up, w2, b2)  # SwiGLU, (B, T, C)
+
+
+def gpt_layer(h, w: tuple, k_cache, v_cache, cos, sin, idx, mask, dims: tuple) -> torch.Tensor:
+    """One GPT block (pre-LayerNorm, fused c_attn, GELU MLP); cos/sin unused (GPT adds learned positions).
+    w = (ln_1 w, b, c_attn w, b, attn c_proj w, b, ln_2 w, b, c_fc w, b, mlp c_proj w, b); dims = (nh, nh, hs, eps)."""
+    ln1w, ln1b, aw, ab, pw, pb, ln2w, ln2b, fw, fb, mw, mb = w
+    nh, _, hs, eps = dims
+    B, T, C = h.shape
+    q, k, v = F.linear(F.layer_norm(h, (C,), ln1w, ln1b, eps), aw, ab).split(nh * hs, dim=-1)  # 3 x (B, T, A)
+    q = q.view(B, T, nh, hs).transpose(1, 2)  # (B, nh, T, hs)
+    k_cache.index_copy_(2, idx, k.view(B, T, nh, hs).transpose(1, 2))
+    v_cache.index_copy_(2, idx, v.view(B, T, nh, hs).transpose(1, 2))
+    y = grouped_attention(q, k_cache, v_cache, mask, 1.0 / math.sqrt(hs))  # (B, nh, T, hs)
+    h = h + F.linear(y.transpose(1, 2).reshape(B, T, nh * hs), pw, pb)  # (B, T, C)
+    x = F.layer_norm(h, (C,), ln2w, ln2b, eps)
+    return h + F.linear(F.gelu(F.linear(x, fw, fb)), mw, mb)  # (B, T, C) -> (B, T, rC) -> (B, T, C)
+
+
+def _cat(*tensors):
+    """Concatenate weights (or biases) along the output dim; None when they are None (no bias)."""
+    return None if tensors[0] is None else torch.cat([t.detach() for t in tensors], dim=0)
+
+
+def _d(t):
+    return None if t is None else t.detach()
+
+
+def _llama_weights(model: Transformer) -> list[tuple]:
+    out = []
+    for b in model.layers:
+        a, f = b.attention, b.feed_forward
+        out.append((
+            _d(b.attention_norm.weight), _cat(a.wq.weight, a.wk.weight, a.wv.weight),
+            _cat(a.wq.bias, a.wk.bias, a.wv.bias), _d(a.wo.weight), _d(a.wo.bias), _d(b.ffn_norm.weight),
+            _cat(f.w1.weight, f.w3.weight), _cat(f.w1.bias, f.w3.bias), _d(f.w2.weight), _d(f.w2.bias),
+        ))  # fmt: skip
+    return out
+
+
+def _gpt_weights(model: GPT) -> list[tuple]:
+    out = []
+    for b in model.h:
+        mods = (b.ln_1, b.attn.c_attn, b.attn.c_proj, b.ln_2, b.mlp.c_fc, b.mlp.c_proj)
+        out.append(tuple(t for m in mods for t in (_d(m.weight), _d(m.bias))))
+    return out
+
+
+# ------------------------------------------------------------------------------- compiled layer steps
+_COMPILED: dict[str, object] = {}
+
+
+def _compiled(name: str):
+    """torch.compile of a layer function, made once per process: every layer (same shapes) and every later
+    decoder reuses the same kernels. dynamic=False: decode shapes never change, so no symbolic shapes."""
+    if name not in _COMPILED:
+        fn = {"llama": llama_layer, "gpt": gpt_layer}[name]
+        _COMPILED[name] = torch.compile(fn, dynamic=False, fullgraph=True)
+    return _COMPILED[name]
+
+
+# ------------------------------------------------------------------------------------------- decoder
+class FastDecoder:
+    """Static-shape decoding of one model for up to `max_len` tokens (prompt + new) of `batch_size` rows.
+
+    `prefill(ids [B, T])` runs the prompt (eager) and returns the last position's logits [B, V];
+    `step(tokens [B] or None)` feeds one token per row and returns the next logits [B, V] (None: feed the
+    greedy choice of the previous step, already on the device). `mode` says what runs a step:
+    "eager", "compiled", "cuda-graph" or "compiled+cuda-graph".
+    """
+
+    def __init__(self, model, max_len: int, batch_size: int = 1, compile: bool | None = None,
+                 cuda_graph: bool | None = None):  # fmt: skip
+        if not supports(model):
+            raise ValueError(f"FastDecoder decodes playground GPT and Llama models, not {type(model).__name__}")
+        if batch_size < 1 or max_len < 1:
+            raise ValueError(f"batch_size and max_len must be >= 1, got {batch_size}, {max_len}")
+        self.model, self.arch = model, "llama" if isinstance(model, Transformer) else "gpt"
+        c = model.config
+        limit = c.max_seq_len if self.arch == "llama" else c.context_length
+        if max_len > limit:
+            raise ValueError(f"max_len {max_len} is longer than the model's context {limit}")
+        p = next(model.parameters())
+        self.device, self.dtype, self.B, self.L = p.device, p.dtype, batch_size, max_len
+        with torch.inference_mode():
+            self._setup(c)
+        on_cuda = self.device.type == "cuda" and not zero_gpu()
+        self.compile = on_cuda if compile is None else bool(compile) and not zero_gpu()
+        self.graph = None
+        want_graph = on_cuda if cuda_graph is None else bool(cuda_graph) and on_cuda
+        self.layer_fn = self._plain_layer
+        if self.compile:
+            self.layer_fn = _compiled(self.arch)
+        if want_graph:
+            self._capture()
+        self.mode = "+".join(m for m, on in (("compiled", self.compile), ("cuda-graph", self.graph)) if on) or "eager"
+
+    def _setup(self, c) -> None:
+        if self.arch == "llama":
+            self.weights, self._plain_layer = _llama_weights(self.model), llama_layer
+            self.dims, nkv, hs = (c.n_heads, c.kv_heads, c.head_size, c.norm_eps), c.kv_heads, c.head_size
+            cos, sin = self.model.rope_tables(self.device)  # float32 [max_seq_len, hs]
+            self.cos, self.sin = cos[: self.L], sin[: self.L]
+        else:
+            self.weights, self._plain_layer = _gpt_weights(self.model), gpt_layer
+            eps = self.model.h[0].ln_1.eps
+            self.dims, nkv, hs = (c.n_head, c.n_head, c.head_size, eps), c.n_head, c.head_size
+            self.cos = self.sin = torch.zeros(self.L, 1, device=self.device)  # unused; keeps one signature
+        shape = (self.B, nkv, self.L, hs)
+        self.k = [torch.zeros(shape, dtype=self.dtype, device=self.device) for _ in self.weights]
+        self.v = [torch.zeros(shape, dtype=self.dtype, device=self.device) for _ in self.weights]
+        self.pos = torch.zeros((), dtype=torch.long, device=self.device)  # where the next token goes, on device
+        self.slots = torch.arange(self.L, device=self.device)  # (L,)
+        self.tok = torch.zeros(self.B, 1, dtype=torch.long, device=self.device)  # the graph's input token
+        self.n = 0  # tokens fed so far, counted on the host (bounds checks without reading `pos` back)
+
+    # ---------------------------------------------------------------------------------- one forward
+    def _forward(self, tokens: torch.Tensor, layer_fn) -> torch.Tensor:
+        """tokens [B, T] at positions pos..pos+T-1 -> logits [B, V] of the last one; advances pos by T."""
+        T = tokens.shape[1]
+        idx = self.pos + torch.arange(T, device=self.device)  # (T,) positions of the new tokens
+        mask = self.slots[None, :] <= idx[:, None]  # (T, L): causal, and hides slots not yet written
+        cos, sin = self.cos.index_select(0, idx), self.sin.index_select(0, idx)  # (T, hs) each
+        m = self.model
+        if self.arch == "llama":
+            h = F.embedding(tokens, m.tok_embeddings.weight)  # (B, T, C)
+        else:
+            h = F.embedding(tokens, m.wte.weight) + F.embedding(idx, m.wpe.weight)  # (B, T, C) + (T, C)
+        for w, kc, vc in zip(self.weights, self.k, self.v, strict=True):
+            h = layer_fn(h, w, kc, vc, cos, sin, idx, mask, self.dims)
+        self.pos.add_(T)
+        h = h[:, -1]  # (B, C): only the last position's logits are needed to pick the next token
+        if self.arch == "llama":
+            return m.output(m.norm(h))  # (B, V)
+        return m.lm_head(m.ln_f(h))  # (B, V)
+
+    def _graph_body(self) -> None:
+        self.logits = self._forward(self.tok, self.layer_fn)  # (B, V)
+        self.tok.copy_(self.logits.argmax(-1, keepdim=True))  # the greedy choice becomes the next input
+
+    def _capture(self) -> None:
+        """Warm up (compiling, if asked) on a side stream, then record one step. The warm-up steps write
+        garbage into slots 0..2; prefill overwrites them, and `pos` is reset."""
+        try:
+            with torch.inference_mode():
+                side = torch.cuda.Stream(self.device)
+                side.wait_stream(torch.cuda.current_stream(self.device))
+                with torch.cuda.stream(side):
+                    for _ in range(3):
+                        self._graph_body()
+                torch.cuda.current_stream(self.device).wait_stream(side)
+                self.pos.zero_()
+                graph = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(graph):
+                    self._graph_body()
+                self.pos.zero_()
+            self.graph = graph
+        except Exception as err:  # a kernel that cannot be captured: decode eagerly rather than fail
+            log.warning("CUDA graph capture failed (%s: %s); decoding without it", type(err).__name__, err)
+            self.graph = None
+            with torch.inference_mode():
+                self.pos.zero_()
+
+    # ------------------------------------------------------------------------------------ the API
+    def _room(self, t: int) -> None:
+        if self.n + t > self.L:
+            raise ValueError(f"FastDecoder full: {self.n} tokens + {t} new > max_len {self.L}")
+        self.n += t
+
+    def reset(self) -> None:
+        """Start a new sequence (the cache memory and the captured graph are kept)."""
+        with torch.inference_mode():
+            self.pos.zero_()
+        self.n = 0
+
+    @torch.inference_mode()
+    def prefill(self, ids: torch.Tensor) -> torch.Tensor:
+        """Run the prompt ids [B, T] (eager: prompt lengths vary); returns the last logits [B, V]."""
+        if ids.dim() != 2 or ids.shape[0] != self.B:
+            raise ValueError(f"prefill takes ids [B={self.B}, T], got shape {tuple(ids.shape)}")
+        self._room(ids.shape[1])
+        logits = self._forward(ids.to(self.device), self._plain_layer)
+        self.tok.copy_(logits.argmax(-1, keepdim=True))
+        return logits
+
+    @torch.inference_mode()
+    def step(self, tokens: torch.Tensor | None = None) -> torch.Tensor:
+        """Feed one token per row (tokens [B]; None = the greedy choice of the last call) -> logits [B, V].
+        With a CUDA graph the returned tensor is the graph's output buffer: read it before the next step."""
+        self._room(1)
+        if tokens is not None:
+            self.tok.copy_(tokens.reshape(self.B, 1))
+        if self.graph is not None:
+            self.graph.replay()
+            return self.logits
+        self._graph_body()
+        return self.logits
+
+
+# ------------------------------------------------------------------------------------------ generation
+def greedy(decoder: FastDecoder, prompt: torch.Tensor, max_new_tokens: int) -> Iterator[int]:
+    """Greedy tokens after prompt [1, T], yielded one by one. The host reads token i while the device is
+    already computing token i+1 (the choice never leaves the device), so streaming costs no idle GPU time."""
+    if max_new_tokens <= 0:
+        return
+    decoder.reset()
+    logits = decoder.prefill(prompt)
+    cuda = decoder.device.type == "cuda"
+    host = torch.empty(max_new_tokens, dtype=torch.long, pin_memory=cuda)
+    ready: list = []
+    for i in range(max_new_tokens):
+        if i > 0:
+            logits = decoder.step(None)
+        with torch.inference_mode():
+            host[i].copy_(decoder.tok[0, 0], non_blocking=cuda)
+        if cuda:
+            event = torch.cuda.Event()
+            event.record()
+            ready.append(event)
+        if i > 0:
+            if cuda:
+                ready[i - 1].synchronize()
+            yield int(host[i - 1])
+    if cuda:
+        ready[-1].synchronize()
+    yield int(host[max_new_tokens - 1])
+    del logits
+
+
+def generate(
+    model: torch.nn.Module,
+    idx,
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float = 1.0,
+    generator: torch.Generator | None = None,
+    eos_id: int | None = None,
+    compile: bool | None = None,
+    cuda_graph: bool | None = None,
+) -> Iterator[int]:
+    """`sampling.generate` on the fast decoder: the same arguments, the same tokens (it uses sampling's own
+    next_token_probs and draw). When the prompt plus the new tokens do not fit the model's context, it hands
+    over to `sampling.generate`, whose sliding window this static cache does not do."""
+    from playground import sampling
+
+    settings = sampling.check_settings(temperature, top_k, top_p)
+    max_new_tokens = sampling._check_max_new(max_new_tokens)
+    prompt, _ = sampling.crop_prompt(sampling._prompt_ids(idx), sampling.context_length(model))
+    need = len(prompt) + max_new_tokens - 1  # the last drawn token is never fed back
+    context = sampling.context_length(model)
+    if not supports(model) or max_new_tokens == 0 or (context is not None and need > context):
+        return sampling.generate(model, idx, max_new_tokens, temperature, top_k, top_p, generator, eos_id)
+    return _generate(model, prompt, max_new_tokens, settings, generator, eos_id, need, compile, cuda_graph)
+
+
+def _generate(model, prompt, max_new_tokens, settings, generator, eos_id, need, compile, cuda_graph):
+    from playground import sampling
+
+    was_training = model.training
+    model.eval()
+    try:
+        decoder = FastDecoder(model, max(need, len(prompt)), 1, compile=compile, cuda_graph=cuda_graph)
+        ids = torch.tensor([prompt], dtype=torch.long, device=decoder.device)  # (1, T)
+        if sampling._is_greedy(settings[0]):
+            tokens = greedy(decoder, ids, max_new_tokens)
+        else:
+            tokens = _sampled(decoder, ids, max_new_tokens, settings, generator)
+        for token in tokens:
+            yield token
+            if token == eos_id:
+                return
+    finally:
+        model.train(was_training)
+
+
+def _sampled(decoder: FastDecoder, ids, max_new_tokens, settings, generator) -> Iterator[int]:
+    from playground import sampling
+
+    logits = decoder.prefill(ids)
+    for i in range(max_new_tokens):
+        token = sampling.draw(sampling.next_token_probs(logits[0], *settings), generator)
+        yield token
+        if i < max_new_tokens - 1:
+            logits = decoder.step(torch.tensor([token], device=decoder.device))

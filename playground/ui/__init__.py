@@ -17,6 +17,8 @@ TABS = [
     "start_tab",
     "tokenize_tab",
     "cross_entropy_tab",
+    "sample_tab",
+    "compare_tab",
     "orpo_tab",
 ]
 

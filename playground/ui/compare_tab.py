@@ -1,0 +1,252 @@
+"""The Aligned-vs-base tab: one prompt, the same sampling settings and seed, two models side by side.
+
+Both columns stream together: the handler advances each model's `sampling.generate` iterator in turn, so the two
+answers grow at the same pace. Each side has its own torch.Generator seeded with the same seed, so each column is
+reproducible on its own. A chat model gets its prompt through its tokenizer's chat template (ours for the bundled
+models, the Hub model's own for SmolLM2-Instruct); a base model gets the raw text, as in the course (notes 74-76).
+"""
+
+from __future__ import annotations
+
+import html
+import re
+
+import gradio as gr
+
+from playground import sampling
+from playground.limits import LIMITS, check_int, check_text
+from playground.ui import common
+from playground.ui.sample_tab import MAX_TEMPERATURE, Settings, crop_note, prompt_ids
+
+DEFAULT_PROMPT = "What is a food recipe using apple?"  # the course's question (notes 76)
+BUNDLED_PAIR = ("llama-base", "llama-aligned")
+HUB_PAIR = ("HuggingFaceTB/SmolLM2-135M", "HuggingFaceTB/SmolLM2-135M-Instruct")
+CHAT_NAME = re.compile(r"aligned|instruct|chat|orpo|-it\b|sft|dpo", re.IGNORECASE)
+
+
+def looks_like_chat(choice: str | None) -> bool:
+    """A first guess at whether a model was tuned on chat turns (the learner can override the checkbox)."""
+    return bool(choice and CHAT_NAME.search(str(choice)))
+
+
+def load_side(choice: str, session, side: str):
+    """The bundle for one column, with a message that says which column and why when it cannot load."""
+    try:
+        return common.resolve_bundle(choice, session)
+    except Exception as exc:  # noqa: BLE001 - every load failure becomes a message for the learner
+        hub = "/" in str(choice) and not str(choice).startswith(("/", ".", "~"))
+        hint = (
+            " Hub models need an internet connection the first time (this server may be offline); "
+            "the bundled llama-base / llama-aligned pair works offline."
+            if hub
+            else ""
+        )
+        raise ValueError(f"The {side} model {choice!r} could not be loaded: {str(exc).rstrip('.')}.{hint}") from exc
+
+
+def build_prompt(bundle, prompt: str, chat: bool) -> tuple[list[int], str]:
+    """Ids and the exact string the model reads: the chat template (with its special tokens) or the raw text."""
+    tok = bundle.tokenizer
+    if chat:
+        messages = [{"role": "user", "content": prompt}]
+        return tok.apply_chat_template(messages, add_generation_prompt=True), tok.render_chat(messages, True)
+    ids = prompt_ids(tok, prompt)
+    return ids, tok.decode(ids)
+
+
+def response_text(tokenizer, new: list[int]) -> str:
+    ended = bool(new) and new[-1] == tokenizer.eos_id
+    text = tokenizer.decode(new[:-1] if ended else new)
+    return text + ("  ⏹ [end of sequence]" if ended else "")
+
+
+def _column(answers: list[str], current: str | None, a: int) -> str:
+    parts = [f"── answer {i + 1} ──\n{t}" for i, t in enumerate(answers)]
+    if current is not None:
+        parts.append(f"── answer {a + 1} ──\n{current}")
+    return "\n\n".join(parts)
+
+
+@common.friendly
+def stream_compare(
+    left, right, prompt, chat_left, chat_right, temperature, top_k, top_p, max_new, n_answers, seed, session
+):
+    """Yield (left text, right text, left prompt string, right prompt string, status) as both columns grow."""
+    prompt = check_text(prompt, "prompt")
+    s = Settings.from_ui(temperature, top_k, top_p, seed)
+    max_new = check_int(max_new, "Max new tokens", 1, LIMITS.max_new_tokens)
+    n_answers = check_int(n_answers, "Number of answers", 1, LIMITS.max_answers)
+    bundles = [load_side(left, session, "left"), load_side(right, session, "right")]
+    sides = []
+    for bundle, chat in zip(bundles, (bool(chat_left), bool(chat_right)), strict=True):
+        ids, shown = build_prompt(bundle, prompt, chat)
+        ids, dropped = sampling.crop_prompt(ids, sampling.context_length(bundle.model))
+        sides.append(
+            {
+                "bundle": bundle,
+                "ids": ids,
+                "shown": shown,
+                "note": crop_note(dropped, len(ids)),
+                "gen": s.generator(),
+                "done": [],
+            }
+        )
+    shown = (sides[0]["shown"], sides[1]["shown"])
+    for a in range(n_answers):
+        for item in _interleave(sides, s, max_new):
+            texts = [_column(side["done"], cur, a) for side, cur in zip(sides, item, strict=True)]
+            yield texts[0], texts[1], *shown, f"Answer {a + 1} of {n_answers}…"
+    notes = "".join(
+        f" {name}:{side['note']}" for name, side in zip(("Left", "Right"), sides, strict=True) if side["note"]
+    )
+    yield (
+        _column(sides[0]["done"], None, 0),
+        _column(sides[1]["done"], None, 0),
+        *shown,
+        f"Done: {n_answers} answer(s) per model, seed {s.seed}.{notes}",
+    )
+
+
+def _interleave(sides: list[dict], s: Settings, max_new: int):
+    """One answer on both sides, a token from each in turn; yields the two current texts after every step."""
+    streams, new = [], [[], []]
+    for side in sides:
+        tok = side["bundle"].tokenizer
+        streams.append(
+            sampling.generate(
+                side["bundle"].model, side["ids"], max_new, s.temperature, s.top_k, s.top_p, side["gen"], tok.eos_id
+            )
+        )
+    live = [True, True]
+    while any(live):
+        for i in (0, 1):
+            if live[i]:
+                token = next(streams[i], None)
+                if token is None:
+                    live[i] = False
+                else:
+                    new[i].append(token)
+        yield [response_text(side["bundle"].tokenizer, n) for side, n in zip(sides, new, strict=True)]
+    for side, n in zip(sides, new, strict=True):
+        side["done"].append(response_text(side["bundle"].tokenizer, n))
+
+
+@common.friendly
+def show_prompts(left, right, prompt, chat_left, chat_right, session):
+    """The exact strings each model reads (special tokens included) and their token counts."""
+    prompt = check_text(prompt, "prompt")
+    out = []
+    for choice, chat, side in ((left, chat_left, "left"), (right, chat_right, "right")):
+        ids, shown = build_prompt(load_side(choice, session, side), prompt, bool(chat))
+        out.append(f"{shown}")
+        out.append(f"{len(ids)} tokens · {'chat template' if chat else 'raw text'}")
+    return out[0], out[2], f"Left: {html.escape(out[1])} · Right: {html.escape(out[3])}"
+
+
+def _pair(names: tuple[str, str]):
+    def fill():
+        return names[0], names[1], looks_like_chat(names[0]), looks_like_chat(names[1])
+
+    return fill
+
+
+# ------------------------------------------------------------------------------------------------ layout
+def build(ctx: common.TabContext) -> None:
+    with gr.Tab("Aligned vs base", id="compare", elem_id="tab-compare"):
+        with gr.Row():
+            with gr.Column(scale=2, min_width=320):
+                common.lesson("compare")
+            with gr.Column(scale=3, min_width=340):
+                prompt = gr.Textbox(
+                    DEFAULT_PROMPT, label="Prompt (the user's message)", lines=2, elem_id="compare-prompt"
+                )
+                with gr.Row():
+                    bundled_btn = gr.Button("Bundled pair (offline)", size="sm", elem_id="compare-bundled")
+                    hub_btn = gr.Button("SmolLM2-135M pair (Hub, online)", size="sm", elem_id="compare-hub")
+                with gr.Row(equal_height=False):
+                    with gr.Column(min_width=260, elem_id="compare-left-col"):
+                        left = common.model_picker("Left model", value=BUNDLED_PAIR[0], elem_id="compare-left-model")
+                        chat_left = gr.Checkbox(
+                            looks_like_chat(BUNDLED_PAIR[0]),
+                            label="apply the chat template",
+                            elem_id="compare-left-chat",
+                        )
+                        left_out = gr.Textbox(
+                            label="Left answers", lines=12, max_lines=30, elem_id="compare-left", buttons=["copy"]
+                        )
+                    with gr.Column(min_width=260, elem_id="compare-right-col"):
+                        right = common.model_picker("Right model", value=BUNDLED_PAIR[1], elem_id="compare-right-model")
+                        chat_right = gr.Checkbox(
+                            looks_like_chat(BUNDLED_PAIR[1]),
+                            label="apply the chat template",
+                            elem_id="compare-right-chat",
+                        )
+                        right_out = gr.Textbox(
+                            label="Right answers", lines=12, max_lines=30, elem_id="compare-right", buttons=["copy"]
+                        )
+                with gr.Row():
+                    temperature = gr.Slider(
+                        0.0, MAX_TEMPERATURE, value=1.0, step=0.05, label="Temperature", elem_id="compare-temperature"
+                    )
+                    top_k = gr.Number(50, label="top-k (0 = off)", precision=0, minimum=0, elem_id="compare-topk")
+                    top_p = gr.Slider(0.01, 1.0, value=1.0, step=0.01, label="top-p", elem_id="compare-topp")
+                with gr.Row():
+                    max_new = gr.Slider(
+                        1, LIMITS.max_new_tokens, value=96, step=1, label="Max new tokens", elem_id="compare-max-new"
+                    )
+                    n_answers = gr.Slider(
+                        1, LIMITS.max_answers, value=1, step=1, label="Answers per model", elem_id="compare-answers"
+                    )
+                    seed = gr.Number(0, label="Seed", precision=0, minimum=0, elem_id="compare-seed")
+                with gr.Row():
+                    go = gr.Button("Generate both", variant="primary", elem_id="compare-generate")
+                    stop = gr.Button("Stop", variant="stop", elem_id="compare-stop")
+                status = gr.Markdown(elem_id="compare-status")
+                show = gr.Checkbox(
+                    False, label="Show the exact prompt strings (with special tokens)", elem_id="compare-show-prompts"
+                )
+                with gr.Row(visible=False) as prompt_row:
+                    left_prompt = gr.Textbox(label="Left model reads", lines=4, elem_id="compare-left-prompt")
+                    right_prompt = gr.Textbox(label="Right model reads", lines=4, elem_id="compare-right-prompt")
+                prompt_info = gr.Markdown(visible=True, elem_id="compare-prompt-info")
+
+        for picker, box in ((left, chat_left), (right, chat_right)):
+            picker.change(looks_like_chat, picker, box, api_visibility="private", queue=False)
+        for btn, names in ((bundled_btn, BUNDLED_PAIR), (hub_btn, HUB_PAIR)):
+            btn.click(_pair(names), None, [left, right, chat_left, chat_right], api_visibility="private", queue=False)
+        inputs = [
+            left,
+            right,
+            prompt,
+            chat_left,
+            chat_right,
+            temperature,
+            top_k,
+            top_p,
+            max_new,
+            n_answers,
+            seed,
+            ctx.session,
+        ]
+        event = go.click(
+            stream_compare,
+            inputs,
+            [left_out, right_out, left_prompt, right_prompt, status],
+            api_name="compare_generate",
+            **common.HEAVY,
+        )
+        stop.click(None, None, None, cancels=[event], api_visibility="private", queue=False)
+        show.change(lambda v: gr.Row(visible=bool(v)), show, prompt_row, api_visibility="private", queue=False)
+        show.change(
+            _maybe_prompts,
+            [show, left, right, prompt, chat_left, chat_right, ctx.session],
+            [left_prompt, right_prompt, prompt_info],
+            api_name="compare_prompts",
+            **common.LIGHT,
+        )
+
+
+def _maybe_prompts(show, left, right, prompt, chat_left, chat_right, session):
+    if not show:
+        return gr.skip(), gr.skip(), ""
+    return show_prompts(left, right, prompt, chat_left, chat_right, session)

@@ -17,6 +17,7 @@ TABS = [
     "start_tab",
     "tokenize_tab",
     "cross_entropy_tab",
+    "train_tab",
     "sample_tab",
     "compare_tab",
     "orpo_tab",

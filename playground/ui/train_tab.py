@@ -1,0 +1,648 @@
+"""The Train tab: train a GPT (or a Llama) from scratch in short bursts and watch it learn.
+
+Live loss curves, the learning-rate schedule with the current step marked, throughput, a sample after each
+burst, and the attention maps of every layer and head. Thin adapters over `playground.train`,
+`playground.data` and `playground.introspect`; the model and optimizer of each learner live in that
+learner's session (`session["train_run"]`), never in module globals, and the trained model is offered to
+the other tabs as `session["trained"]` (a checkpoints.Bundle).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import html
+import logging
+import tempfile
+import threading
+import time
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image, ImageDraw, ImageFont
+
+from playground import checkpoints, corpus, data, introspect, train
+from playground.limits import LIMITS, check_float, check_int, check_text
+from playground.ui import common
+
+log = logging.getLogger(__name__)
+
+MY_TEXT = "my text (paste or upload)"
+SOURCES = [*corpus.corpus_names(), MY_TEXT]
+# Model shapes offered as presets: what each knob is set to. "tiny" learns visibly in a minute on a CPU;
+# "course" is the course's 19.8M-parameter model (notes sections 19-21), meant for a GPU.
+PRESETS = {
+    "tiny": {"n_layer": 2, "n_head": 4, "n_embd": 128, "context": 32, "lr": 5e-3, "batch": 32, "steps": 300},
+    "course (GPU)": {"n_layer": 7, "n_head": 7, "n_embd": 384, "context": 512, "lr": 3e-4, "batch": 4, "steps": 5000},
+}
+MODEL_PRESET = {"tiny": "tiny", "course (GPU)": "course"}  # -> the model module's own preset name
+UI_EVERY = 0.5  # seconds between screen updates while a burst runs (each update redraws two plots)
+EVAL_INTERVAL, EVAL_ITERS = 25, 2  # a point on the validation curve every 25 steps, cheap enough for a CPU
+MAX_MAP_TOKENS = 32  # attention maps of at most this many prompt tokens (beyond, cells get too small to read)
+DEFAULT_PROMPT = "It is a truth universally acknowledged"
+ATTN_PROMPT = "Emma Woodhouse, handsome, clever, and rich, had lived nearly twenty-one years"
+
+
+@dataclass
+class Run:
+    """One learner's training run: the model being trained, its data, optimizer state and history."""
+
+    model: torch.nn.Module
+    tokenizer: object
+    data: data.TokenData
+    state: train.TrainState
+    cfg: train.TrainConfig
+    arch: str
+    shape: dict
+    source: str
+    losses: list = field(default_factory=list)  # (step, loss) per step
+    evals: list = field(default_factory=list)  # (step, train_loss, val_loss)
+    sample: str = ""
+    tokens_per_s: float = 0.0
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)  # one step at a time on this model
+
+
+# ------------------------------------------------------------------------------------------ checking inputs
+def _shape(arch, n_layer, n_head, n_embd, context) -> dict:
+    shape = {
+        "n_layer": check_int(n_layer, "Layers", 1, 12),
+        "n_head": check_int(n_head, "Heads", 1, 16),
+        "n_embd": check_int(n_embd, "Width (embedding size)", 16, 768),
+        "context": check_int(context, "Context length", 8, 1024),
+    }
+    if shape["n_embd"] % shape["n_head"]:
+        raise ValueError(f"Width {shape['n_embd']} must be divisible by the {shape['n_head']} heads.")
+    if arch not in ("gpt", "llama"):
+        raise ValueError(f"Architecture must be gpt or llama, got {arch!r}.")
+    return shape
+
+
+def _preset_name(preset: str) -> str:
+    return MODEL_PRESET.get(preset, "tiny")
+
+
+def _build(arch: str, preset: str, shape: dict, vocab_size: int) -> torch.nn.Module:
+    """A fresh model, refused (ValueError) if it is bigger than this machine lets a learner train."""
+    with torch.device("meta"):  # count first: no memory for a model we will refuse
+        meta = train.build_model(arch, _preset_name(preset), vocab_size, **shape)
+    n = introspect.count_params(meta).total
+    if n > LIMITS.max_train_params:
+        raise ValueError(
+            f"This model has {n / 1e6:.1f}M parameters; the limit here is {LIMITS.max_train_params / 1e6:.0f}M."
+        )
+    torch.manual_seed(0)  # the same knobs give the same starting weights
+    return train.build_model(arch, _preset_name(preset), vocab_size, **shape)
+
+
+def _train_config(lr, batch, total_steps, warmup, mode, amount, prompt) -> tuple[train.TrainConfig, int | None]:
+    """The run's config and the burst's step bound (None when the burst is bounded by seconds)."""
+    total = check_int(total_steps, "Total steps (schedule length)", 1, 100_000)
+    cfg = train.TrainConfig(
+        steps=total,
+        lr=check_float(lr, "Learning rate", 1e-6, 1.0),
+        batch_size=check_int(batch, "Batch size", 1, 128),
+        warmup_steps=min(check_int(warmup, "Warmup steps", 0, 100_000), total),
+        eval_interval=EVAL_INTERVAL,
+        eval_iters=EVAL_ITERS,
+        sample_prompt=check_text(prompt or DEFAULT_PROMPT, "sample prompt", 500),
+        sample_tokens=40,
+        max_seconds=LIMITS.max_train_seconds,
+        device="cpu",
+    )
+    if mode == "seconds":
+        seconds = check_float(amount, "Burst length (seconds)", 1, LIMITS.max_train_seconds)
+        return dataclasses.replace(cfg, max_seconds=seconds), None
+    return cfg, check_int(amount, "Burst length (steps)", 1, LIMITS.max_train_steps)
+
+
+def _read_text(text: str | None, file) -> str:
+    """The learner's training text: the uploaded .txt file if any, else the pasted text (both bounded)."""
+    if file:
+        path = Path(file if isinstance(file, str) else getattr(file, "name", ""))
+        if path.suffix.lower() not in (".txt", ".md", ""):
+            raise ValueError(f"Upload a plain .txt file, got {path.name!r}.")
+        if path.stat().st_size > min(LIMITS.max_upload_bytes, 4 * LIMITS.max_train_text_chars):
+            raise ValueError(f"{path.name} is {path.stat().st_size:,} bytes: too big to train on here.")
+        text = path.read_text(encoding="utf-8", errors="replace")
+    return check_text(text, "training text", LIMITS.max_train_text_chars)
+
+
+def _data_for(source: str, text: str | None, file, tokenizer, context: int) -> data.TokenData:
+    if source == MY_TEXT:
+        return data.text_data(_read_text(text, file), tokenizer, context=context)
+    if source not in corpus.corpus_names():
+        raise ValueError(f"Unknown training data {source!r}; choose one of {SOURCES}.")
+    d = data.corpus_data(source, tokenizer)  # encoded once per process and shared read-only
+    d.check_fits(context)
+    return d
+
+
+def _bundled_tokenizer():
+    from playground.tokenizer import load_tokenizer
+
+    return load_tokenizer("bundled")
+
+
+# ------------------------------------------------------------------------------------------------- views
+def status_html(run: Run | None, note: str = "", burst: tuple[int, int] | None = None) -> str:
+    """Step, tokens seen, tokens/s, the latest losses and a progress bar for the burst (done, planned)."""
+    if run is None:
+        note = html.escape(note or "No model yet: press Start.")
+        return f"<div class='pg-stats' id='train-status-inner' data-step='0'><span>{note}</span></div>"
+    s, last = run.state, run.evals[-1] if run.evals else None
+    items = [
+        ("step", f"{s.step:,} / {run.cfg.steps:,}"),
+        ("tokens seen", f"{s.tokens_seen:,}"),
+        ("tokens/s", f"{run.tokens_per_s:,.0f}"),
+        ("train loss", f"{run.losses[-1][1]:.3f}" if run.losses else "-"),
+        ("val loss", f"{last[2]:.3f}" if last else "-"),
+        ("lr", f"{train.lr_at(max(s.step - 1, 0), run.cfg):.2e}"),
+    ]
+    spans = "".join(f"<span class='pg-stat' data-key='{k}'>{k}: <b>{v}</b></span>" for k, v in items)
+    bar = ""
+    if burst is not None:
+        done, planned = burst
+        bar = f"<progress id='train-progress' max='{planned}' value='{done}'></progress>"
+    tail = f"<span class='pg-note'>{html.escape(note)}</span>" if note else ""
+    return f"<div class='pg-stats' id='train-status-inner' data-step='{s.step}'>{spans}{bar}{tail}</div>"
+
+
+def loss_frame(run: Run | None) -> pd.DataFrame:
+    """Long format for gr.LinePlot: the per-step batch loss (thinned) and the evaluated train/val losses."""
+    rows = []
+    if run is not None:
+        stride = max(1, len(run.losses) // 400)  # at most ~400 points: the browser redraws this often
+        rows += [(st, lo, "batch loss") for st, lo in run.losses[::stride]]
+        rows += [(st, tr, "train (eval)") for st, tr, _ in run.evals]
+        rows += [(st, va, "validation") for st, _, va in run.evals]
+    return pd.DataFrame(rows, columns=["step", "loss", "series"])
+
+
+def lr_frame(run: Run | None, cfg: train.TrainConfig | None = None) -> pd.DataFrame:
+    """The whole schedule, and the part already run (so the current step shows where the lines part)."""
+    cfg = run.cfg if run is not None else cfg
+    if cfg is None:
+        return pd.DataFrame(columns=["step", "lr", "series"])
+    stride = max(1, cfg.steps // 300)
+    steps = list(range(0, cfg.steps, stride)) + [cfg.steps - 1]
+    rows = [(st + 1, train.lr_at(st, cfg), "schedule") for st in steps]
+    done = run.state.step if run is not None else 0
+    rows += [(st + 1, train.lr_at(st, cfg), "done") for st in steps if st < done]
+    return pd.DataFrame(rows, columns=["step", "lr", "series"])
+
+
+def _colormap(x: np.ndarray) -> np.ndarray:
+    """[0, 1] -> RGB uint8 along a dark-blue -> teal -> yellow ramp (viridis-like, no matplotlib needed)."""
+    anchors = np.array([[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]], dtype=np.float64)
+    pos = np.clip(x, 0, 1) * (len(anchors) - 1)
+    i = np.minimum(pos.astype(int), len(anchors) - 2)
+    frac = (pos - i)[..., None]
+    return (anchors[i] * (1 - frac) + anchors[i + 1] * frac).astype(np.uint8)
+
+
+def _heat(weights: np.ndarray, cell: int) -> Image.Image:
+    """One T x T attention map as an image, each token `cell` pixels; the masked future in light grey.
+
+    Colour = sqrt(weight / the map's largest weight): the square root lifts the small weights of long rows
+    (a row of n tokens averages 1/n) enough to see their pattern, without changing which cell is brightest.
+    """
+    t = weights.shape[0]
+    rgb = _colormap(np.sqrt(weights / max(float(weights.max()), 1e-9)))
+    rgb[np.triu(np.ones((t, t), dtype=bool), k=1)] = (235, 235, 235)
+    return Image.fromarray(rgb).resize((t * cell, t * cell), Image.NEAREST)
+
+
+def attention_grid(maps: torch.Tensor) -> Image.Image:
+    """Every layer (rows) x head (columns) map, plus each layer's head average in the last column."""
+    maps = maps.numpy()  # (L, nh, T, T)
+    L, nh, T, _ = maps.shape
+    cell = max(2, min(10, 120 // T))
+    size, gap, top, left = T * cell, 6, 18, 34
+    img = Image.new("RGB", (left + (nh + 1) * (size + gap), top + L * (size + gap)), "white")
+    draw, font = ImageDraw.Draw(img), ImageFont.load_default()
+    for h in range(nh + 1):
+        draw.text((left + h * (size + gap), 3), f"head {h + 1}" if h < nh else "average", fill="black", font=font)
+    for layer in range(L):
+        y = top + layer * (size + gap)
+        draw.text((2, y + size // 2 - 5), f"L{layer + 1}", fill="black", font=font)
+        for h in range(nh + 1):
+            w = maps[layer, h] if h < nh else maps[layer].mean(0)
+            img.paste(_heat(w, cell), (left + h * (size + gap), y))
+    return img
+
+
+def labelled_map(weights: torch.Tensor, pieces: list[str], title: str) -> Image.Image:
+    """One map, big, with the tokens along both axes: row = the token looking, column = the token looked at."""
+    T = weights.shape[0]
+    cell = max(8, min(22, 520 // T))
+    font = ImageFont.load_default()
+    label_w = 8 + 6 * max((len(p) for p in pieces), default=1)
+    top = label_w + 18
+    img = Image.new("RGB", (label_w + T * cell + 8, top + T * cell + 8), "white")
+    img.paste(_heat(weights.numpy(), cell), (label_w, top))
+    draw = ImageDraw.Draw(img)
+    draw.text((4, 2), title, fill="black", font=font)
+    for i, piece in enumerate(pieces):
+        draw.text((2, top + i * cell + cell // 2 - 5), piece, fill="black", font=font)
+        col = Image.new("RGB", (label_w, 12), "white")  # column labels: written sideways
+        ImageDraw.Draw(col).text((2, 0), piece, fill="black", font=font)
+        col = col.rotate(90, expand=True)
+        img.paste(col, (label_w + i * cell + max(0, cell // 2 - 6), 16))
+    return img
+
+
+def _pieces(tokenizer, ids: list[int]) -> list[str]:
+    out = []
+    for i in ids:
+        p = tokenizer.id_to_piece(i) if hasattr(tokenizer, "id_to_piece") else tokenizer.decode([i])
+        # The bitmap font has no glyph for SentencePiece's space mark: draw it as an underscore.
+        out.append((p or "").replace("\u2581", "_").replace("\n", "\\n")[:12])
+    return out
+
+
+def attention_views(run: Run | None, prompt: str, layer) -> tuple[Image.Image | None, Image.Image | None]:
+    """The grid of every map, and the chosen layer's head average labelled with the prompt's tokens."""
+    if run is None:
+        return None, None
+    prompt = check_text(prompt or ATTN_PROMPT, "attention prompt", 2000)
+    ids = run.tokenizer.encode(prompt)[: min(MAX_MAP_TOKENS, train.model_context(run.model))]
+    if not ids:
+        raise ValueError("The attention prompt gives no tokens.")
+    was_training = run.model.training
+    run.model.eval()  # no dropout on the weights we look at
+    try:
+        maps = introspect.attention_maps(run.model, ids)  # (L, nh, T, T)
+    finally:
+        run.model.train(was_training)
+    n_layers = maps.shape[0]
+    layer = min(max(int(layer or n_layers), 1), n_layers)
+    title = f"layer {layer}, average of {maps.shape[1]} heads, step {run.state.step}"
+    return attention_grid(maps), labelled_map(maps[layer - 1].mean(0), _pieces(run.tokenizer, ids), title)
+
+
+# ---------------------------------------------------------------------------------------------- handlers
+_TOKENIZER: list = []  # the bundled tokenizer, loaded once (read-only, shared)
+
+
+def _tokenizer():
+    if not _TOKENIZER:
+        from playground.tokenizer import load_tokenizer
+
+        _TOKENIZER.append(load_tokenizer("bundled"))
+    return _TOKENIZER[0]
+
+
+def _session(session) -> dict:
+    return session if isinstance(session, dict) else common.new_session()
+
+
+def _bundle(run: Run) -> checkpoints.Bundle:
+    """What the other tabs see as "my model (Train tab)": the same model object, so it is always the latest."""
+    info = {
+        "arch": run.arch,
+        "source": common.TRAINED,
+        "params": introspect.count_params(run.model).total,
+        "context": train.model_context(run.model),
+        "vocab_size": run.tokenizer.vocab_size,
+        "step": run.state.step,
+        "data": run.source,
+        "val_loss": run.evals[-1][2] if run.evals else None,
+    }
+    return checkpoints.Bundle(run.model, run.tokenizer, info)
+
+
+def _burst(run: Run, session: dict, max_steps: int | None, attn_prompt: str, layer):
+    """Run one burst, yielding a screen update at most every UI_EVERY seconds and a full one at the end."""
+    it = train.train_steps(run.model, run.data, run.cfg, run.state, max_steps=max_steps)
+    start, shown, t0 = run.state.step, 0.0, time.perf_counter()
+    while True:
+        # One step at a time under the run's lock: after a Stop, a step still finishing in the cancelled
+        # burst's thread completes before a new burst touches the same model.
+        with run.lock:
+            r = next(it, None)
+        if r is None:
+            break
+        if r.loss is not None:
+            run.losses.append((r.step, r.loss))
+        if r.val_loss is not None:
+            run.evals.append((r.step, r.train_loss, r.val_loss))
+        if r.sample:
+            run.sample = r.sample
+        run.tokens_per_s = r.tokens_per_s
+        if max_steps is not None:
+            burst = (r.step - start, max_steps)
+        else:
+            burst = (round(time.perf_counter() - t0, 1), run.cfg.max_seconds)
+        if r.last:
+            break
+        if time.perf_counter() - shown >= UI_EVERY:
+            shown = time.perf_counter()
+            yield (
+                status_html(run, "training...", burst),
+                loss_frame(run),
+                lr_frame(run),
+                run.sample,
+                gr.skip(),
+                gr.skip(),
+                session,
+            )
+    session["trained"] = _bundle(run)
+    grid, labelled = attention_views(run, attn_prompt, layer)
+    note = f"burst done: {run.state.step - start} steps in {time.perf_counter() - t0:.1f} s"
+    if run.state.step >= run.cfg.steps:
+        note += " - the schedule is complete (raise Total steps to go on)"
+    yield (
+        status_html(run, note, burst if run.state.step > start else None),
+        loss_frame(run),
+        lr_frame(run),
+        run.sample,
+        grid,
+        labelled,
+        session,
+    )
+
+
+@common.friendly
+def start(
+    session,
+    source,
+    text,
+    file,
+    arch,
+    preset,
+    n_layer,
+    n_head,
+    n_embd,
+    context,
+    lr,
+    batch,
+    total,
+    warmup,
+    mode,
+    amount,
+    prompt,
+    attn_prompt,
+    layer,
+):
+    """A fresh model (the knobs' shape, seeded weights) and its first burst."""
+    session = _session(session)
+    shape = _shape(arch, n_layer, n_head, n_embd, context)
+    cfg, max_steps = _train_config(lr, batch, total, warmup, mode, amount, prompt)
+    tokenizer = _tokenizer()
+    d = _data_for(source, text, file, tokenizer, shape["context"])
+    model = _build(arch, preset, shape, tokenizer.vocab_size)
+    run = Run(model, tokenizer, d, train.new_state(model, cfg), cfg, arch, shape, source)
+    session["train_run"] = run
+    session["trained"] = _bundle(run)
+    yield from _burst(run, session, max_steps, attn_prompt, layer)
+
+
+@common.friendly
+def resume(
+    session,
+    source,
+    text,
+    file,
+    arch,
+    preset,
+    n_layer,
+    n_head,
+    n_embd,
+    context,
+    lr,
+    batch,
+    total,
+    warmup,
+    mode,
+    amount,
+    prompt,
+    attn_prompt,
+    layer,
+):
+    """Another burst of the same run; the training knobs (lr, batch, schedule, burst) may have changed."""
+    session = _session(session)
+    run = session.get("train_run")
+    if run is None:
+        raise ValueError("There is no run to continue in this session: press Start first.")
+    cfg, max_steps = _train_config(lr, batch, total, warmup, mode, amount, prompt)
+    if run.state.step >= cfg.steps:
+        raise ValueError(
+            f"This run has done all {cfg.steps:,} steps of its schedule: raise Total steps to continue, "
+            "or press Start for a fresh model."
+        )
+    run.cfg = dataclasses.replace(cfg, seed=run.cfg.seed)
+    yield from _burst(run, session, max_steps, attn_prompt, layer)
+
+
+@common.friendly
+def reset(session):
+    session = _session(session)
+    session["train_run"] = None
+    session["trained"] = None
+    return (
+        status_html(None, "Reset: the model is gone. Press Start for a fresh one."),
+        loss_frame(None),
+        lr_frame(None),
+        "",
+        None,
+        None,
+        session,
+    )
+
+
+def stopped(session):
+    run = _session(session).get("train_run")
+    return status_html(run, "stopped" if run is not None else "")
+
+
+def param_info(arch, preset, n_layer, n_head, n_embd, context) -> str:
+    """The parameter count of the knobs' model, shown live (a message instead of an error while typing)."""
+    try:
+        shape = _shape(arch, n_layer, n_head, n_embd, context)
+        with torch.device("meta"):
+            model = train.build_model(arch, _preset_name(preset), _tokenizer().vocab_size, **shape)
+    except (ValueError, TypeError) as exc:
+        return f"<span class='pg-bad' id='train-params-inner'>{html.escape(str(exc))}</span>"
+    count = introspect.count_params(model)
+    warn = " (over this machine's training limit)" if count.total > LIMITS.max_train_params else ""
+    return f"<span id='train-params-inner' data-params='{count.total}'>{html.escape(count.describe())}{warn}</span>"
+
+
+def apply_preset(preset):
+    p = PRESETS.get(preset, PRESETS["tiny"])
+    return p["n_layer"], p["n_head"], p["n_embd"], p["context"], p["lr"], p["batch"], p["steps"]
+
+
+@common.friendly
+def attention(session, prompt, layer):
+    run = _session(session).get("train_run")
+    if run is None:
+        raise ValueError("Train a model first (press Start): the maps are those of your model.")
+    with run.lock:
+        return attention_views(run, prompt, layer)
+
+
+@common.friendly
+def download(session):
+    """The trained model as a zip: config.json + model.safetensors + tokenizer files (checkpoints.load reads it)."""
+    run = _session(session).get("train_run")
+    if run is None:
+        raise ValueError("Train a model first: there is nothing to download yet.")
+    folder = Path(tempfile.mkdtemp(prefix="pg-train-"))
+    with run.lock:
+        checkpoints.save(_bundle(run), folder / "model")
+    zip_path = folder / f"my-{run.arch}-step{run.state.step}.zip"
+    with zipfile.ZipFile(zip_path, "w", zipfile.ZIP_DEFLATED) as z:
+        for f in sorted((folder / "model").iterdir()):
+            z.write(f, arcname=f"my-{run.arch}/{f.name}")
+    return str(zip_path)
+
+
+# ------------------------------------------------------------------------------------------------ layout
+def build(ctx: common.TabContext) -> None:
+    tiny = PRESETS["tiny"]
+    with gr.Tab("Train", id="train", elem_id="tab-train"):
+        with gr.Row():
+            with gr.Column(scale=2, min_width=320):
+                common.lesson("train")
+            with gr.Column(scale=3, min_width=340):
+                with gr.Accordion("Data", open=True):
+                    source = gr.Dropdown(
+                        SOURCES,
+                        value="austen",
+                        label="Training text",
+                        elem_id="train-source",
+                        info="; ".join(f"{k}: {v}" for k, v in corpus.DESCRIPTIONS.items()),
+                    )
+                    with gr.Row():
+                        text = gr.Textbox(
+                            label="Your text (used when 'my text' is chosen)",
+                            lines=3,
+                            max_lines=8,
+                            elem_id="train-text",
+                        )
+                        file = gr.File(
+                            label="or upload a .txt", file_types=[".txt"], type="filepath", elem_id="train-file"
+                        )
+                with gr.Accordion("Model", open=True):
+                    with gr.Row():
+                        arch = gr.Radio(["gpt", "llama"], value="gpt", label="Architecture", elem_id="train-arch")
+                        preset = gr.Radio(list(PRESETS), value="tiny", label="Preset", elem_id="train-preset")
+                    with gr.Row():
+                        n_layer = gr.Number(tiny["n_layer"], label="Layers", precision=0, minimum=1, maximum=12)
+                        n_head = gr.Number(tiny["n_head"], label="Heads", precision=0, minimum=1, maximum=16)
+                        n_embd = gr.Number(tiny["n_embd"], label="Width", precision=0, minimum=16, maximum=768)
+                        context = gr.Number(tiny["context"], label="Context", precision=0, minimum=8, maximum=1024)
+                    params = gr.HTML(
+                        param_info("gpt", "tiny", tiny["n_layer"], tiny["n_head"], tiny["n_embd"], tiny["context"]),
+                        elem_id="train-params",
+                    )
+                with gr.Accordion("Training", open=True):
+                    with gr.Row():
+                        lr = gr.Number(tiny["lr"], label="Peak learning rate", minimum=1e-6, maximum=1.0)
+                        batch = gr.Number(tiny["batch"], label="Batch size", precision=0, minimum=1, maximum=128)
+                        total = gr.Number(tiny["steps"], label="Total steps (schedule)", precision=0, minimum=1)
+                        warmup = gr.Number(20, label="Warmup steps", precision=0, minimum=0)
+                    with gr.Row():
+                        mode = gr.Radio(["steps", "seconds"], value="steps", label="Burst by", elem_id="train-mode")
+                        amount = gr.Number(100, label="Burst length", minimum=1, elem_id="train-amount")
+                        prompt = gr.Textbox(DEFAULT_PROMPT, label="Sample prompt", elem_id="train-prompt")
+                with gr.Row():
+                    start_btn = gr.Button("Start (fresh model)", variant="primary", elem_id="train-start")
+                    cont_btn = gr.Button("Continue", elem_id="train-continue")
+                    stop_btn = gr.Button("Stop", variant="stop", elem_id="train-stop")
+                    reset_btn = gr.Button("Reset", elem_id="train-reset")
+                status = gr.HTML(status_html(None), elem_id="train-status")
+                with gr.Row():
+                    loss_plot = gr.LinePlot(
+                        loss_frame(None),
+                        x="step",
+                        y="loss",
+                        color="series",
+                        label="Loss (nats/token)",
+                        height=260,
+                        elem_id="train-loss-plot",
+                    )
+                    lr_plot = gr.LinePlot(
+                        lr_frame(None, train.TrainConfig(steps=tiny["steps"], lr=tiny["lr"])),
+                        x="step",
+                        y="lr",
+                        color="series",
+                        label="Learning rate",
+                        height=260,
+                        elem_id="train-lr-plot",
+                    )
+                sample = gr.Textbox(
+                    label="Sample after the last evaluation (temperature 0.8, top-k 40, fixed seed)",
+                    lines=3,
+                    interactive=False,
+                    elem_id="train-sample",
+                )
+                with gr.Accordion("Attention maps (into the AI matrix)", open=True):
+                    with gr.Row():
+                        attn_prompt = gr.Textbox(ATTN_PROMPT, label="Prompt", scale=3, elem_id="train-attn-prompt")
+                        layer = gr.Number(2, label="Labelled layer", precision=0, minimum=1, scale=1)
+                        attn_btn = gr.Button("Redraw", scale=1, elem_id="train-attn-redraw")
+                    grid = gr.Image(
+                        type="pil",
+                        label="Every layer x head (rows: layers; last column: head average)",
+                        elem_id="train-attention",
+                        buttons=["download"],
+                    )
+                    labelled = gr.Image(
+                        type="pil",
+                        label="One layer's head average, with the tokens",
+                        elem_id="train-attention-labelled",
+                        buttons=["download"],
+                    )
+                with gr.Row():
+                    dl_btn = gr.Button(
+                        "Download the model (.zip: safetensors + config + tokenizer)", elem_id="train-download-btn"
+                    )
+                    dl_file = gr.File(label="Your model", interactive=False, elem_id="train-download")
+
+        knobs = [
+            source,
+            text,
+            file,
+            arch,
+            preset,
+            n_layer,
+            n_head,
+            n_embd,
+            context,
+            lr,
+            batch,
+            total,
+            warmup,
+            mode,
+            amount,
+            prompt,
+            attn_prompt,
+            layer,
+        ]
+        outs = [status, loss_plot, lr_plot, sample, grid, labelled, ctx.session]
+        start_ev = start_btn.click(start, [ctx.session, *knobs], outs, api_name="train_start", **common.HEAVY)
+        cont_ev = cont_btn.click(resume, [ctx.session, *knobs], outs, api_name="train_continue", **common.HEAVY)
+        stop_btn.click(
+            stopped, [ctx.session], [status], cancels=[start_ev, cont_ev], api_name="train_stop", **common.LIGHT
+        )
+        reset_btn.click(reset, [ctx.session], outs, cancels=[start_ev, cont_ev], api_name="train_reset", **common.LIGHT)
+        shape_in = [arch, preset, n_layer, n_head, n_embd, context]
+        for knob in (arch, n_layer, n_head, n_embd, context):
+            knob.change(param_info, shape_in, [params], api_name=False, **common.LIGHT)
+        preset.change(
+            apply_preset,
+            [preset],
+            [n_layer, n_head, n_embd, context, lr, batch, total],
+            api_name="train_preset",
+            **common.LIGHT,
+        ).then(param_info, shape_in, [params], api_name="train_params", **common.LIGHT)
+        attn_btn.click(
+            attention, [ctx.session, attn_prompt, layer], [grid, labelled], api_name="train_attention", **common.LIGHT
+        )
+        dl_btn.click(download, [ctx.session], [dl_file], api_name="train_download", **common.LIGHT)

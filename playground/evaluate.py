@@ -65,7 +65,7 @@ def heldout_loss(model: nn.Module, ids: torch.Tensor, context: int, batch_size: 
 
 def model_context(model: nn.Module) -> int:
     cfg = model.config
-    return int(getattr(cfg, "context_length", None) or getattr(cfg, "max_seq_len"))
+    return int(getattr(cfg, "context_length", None) or cfg.max_seq_len)
 
 
 def preference_rows(tokenizer, data: str = "chatterbot,bigbench"):

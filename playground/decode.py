@@ -236,27 +236,39 @@ class FastDecoder:
         self.tok.copy_(self.logits.argmax(-1, keepdim=True))  # the greedy choice becomes the next input
 
     def _capture(self) -> None:
+        """Record one step as a CUDA graph; if that fails with the compiled layers, retry with the plain
+        ones; if it fails again, decode eagerly (logged), rather than fail the generation."""
+        for attempt in ("compiled", "plain"):
+            if attempt == "plain" and self.layer_fn is not self._plain_layer:
+                self.compile, self.layer_fn = False, self._plain_layer
+            elif attempt == "plain":
+                return
+            try:
+                self.graph = self._record()
+                return
+            except Exception as err:  # noqa: BLE001 - e.g. no triton, or a kernel that cannot be captured
+                kind = "compiled" if self.compile else "plain"
+                log.warning("CUDA graph capture (%s layers) failed: %s: %s", kind, type(err).__name__, err)
+                self.graph = None
+                with torch.inference_mode():
+                    self.pos.zero_()
+
+    @torch.inference_mode()
+    def _record(self):
         """Warm up (compiling, if asked) on a side stream, then record one step. The warm-up steps write
         garbage into slots 0..2; prefill overwrites them, and `pos` is reset."""
-        try:
-            with torch.inference_mode():
-                side = torch.cuda.Stream(self.device)
-                side.wait_stream(torch.cuda.current_stream(self.device))
-                with torch.cuda.stream(side):
-                    for _ in range(3):
-                        self._graph_body()
-                torch.cuda.current_stream(self.device).wait_stream(side)
-                self.pos.zero_()
-                graph = torch.cuda.CUDAGraph()
-                with torch.cuda.graph(graph):
-                    self._graph_body()
-                self.pos.zero_()
-            self.graph = graph
-        except Exception as err:  # a kernel that cannot be captured: decode eagerly rather than fail
-            log.warning("CUDA graph capture failed (%s: %s); decoding without it", type(err).__name__, err)
-            self.graph = None
-            with torch.inference_mode():
-                self.pos.zero_()
+        side = torch.cuda.Stream(self.device)
+        side.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(side):
+            for _ in range(3):
+                self._graph_body()
+        torch.cuda.current_stream(self.device).wait_stream(side)
+        self.pos.zero_()
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            self._graph_body()
+        self.pos.zero_()
+        return graph
 
     # ------------------------------------------------------------------------------------ the API
     def _room(self, t: int) -> None:

@@ -1,0 +1,151 @@
+"""The Train tab through the real server: a streamed burst, Continue, Stop, attention maps, download, Reset, bad inputs.
+
+Each test module gets its own gradio_client session (a fresh `Client`), so this learner's run does not leak into
+other tabs' tests through the shared session state.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import zipfile
+
+import pytest
+
+from playground.ui.train_tab import ATTN_PROMPT, MY_TEXT
+
+# source, text, file, arch, preset, n_layer, n_head, n_embd, context, lr, batch, total, warmup, mode, amount,
+# sample prompt, attention prompt, labelled layer: the tab's inputs in order (the session state is not an input)
+SMALL = ["austen", "", None, "gpt", "tiny", 2, 2, 32, 32, 5e-3, 8, 300, 10, "steps", 30, "It is a truth"]
+SMALL += [ATTN_PROMPT, 2]
+
+
+def knobs(**changes):
+    names = [
+        "source",
+        "text",
+        "file",
+        "arch",
+        "preset",
+        "n_layer",
+        "n_head",
+        "n_embd",
+        "context",
+        "lr",
+        "batch",
+        "total",
+        "warmup",
+        "mode",
+        "amount",
+        "prompt",
+        "attn_prompt",
+        "layer",
+    ]
+    values = dict(zip(names, SMALL, strict=True))
+    values.update(changes)
+    return [values[n] for n in names]
+
+
+def step_of(status: str) -> int:
+    return int(re.search(r"data-step='(\d+)'", status).group(1))
+
+
+@pytest.fixture(scope="module")
+def learner(app_url):
+    from gradio_client import Client
+
+    return Client(app_url, verbose=False)
+
+
+def test_burst_streams_curves_and_a_sample(learner):
+    job = learner.submit(*knobs(), api_name="/train_start")
+    updates = list(job)  # every streamed update, consumed to the end
+    assert len(updates) >= 2, "a 30-step burst should stream at least one update before the final one"
+    status, loss_plot, lr_plot, sample, grid, labelled = updates[-1]
+    assert step_of(status) == 30 and "burst done: 30 steps" in status
+    rows = loss_plot["value"]["data"] if isinstance(loss_plot, dict) and "value" in loss_plot else loss_plot["data"]
+    series = {r[2] for r in rows}
+    assert {"batch loss", "validation", "train (eval)"} <= series
+    val = [r[1] for r in rows if r[2] == "validation"]
+    assert len(val) == 2 and val[-1] < 8.3  # evaluated at steps 25 and 30, below ln(4096) already
+    assert sample.startswith("It is a truth") and len(sample) > len("It is a truth")
+    assert grid and labelled  # image files of the attention maps
+    steps = [step_of(u[0]) for u in updates]
+    assert steps == sorted(steps) and steps[0] < 30  # the step count grows while the burst runs
+
+
+def test_continue_trains_the_same_model(learner):
+    before = step_of(learner.predict(api_name="/train_stop"))
+    out = learner.predict(*knobs(amount=10), api_name="/train_continue")
+    assert step_of(out[0]) == before + 10
+
+
+def test_stop_cancels_a_running_burst(learner):
+    job = learner.submit(*knobs(mode="seconds", amount=60), api_name="/train_continue")
+    deadline = time.time() + 30
+    while len(job.outputs()) < 1 and time.time() < deadline:  # wait for the first streamed update
+        time.sleep(0.2)
+    t0 = time.time()
+    status = learner.predict(api_name="/train_stop")
+    assert "stopped" in status
+    job.cancel()
+    assert time.time() - t0 < 20
+    # a new burst waits for the cancelled step to finish, then continues from where the run stopped
+    stopped_at = step_of(learner.predict(api_name="/train_stop"))
+    out = learner.predict(*knobs(amount=2), api_name="/train_continue")
+    assert step_of(out[0]) == stopped_at + 2
+
+
+def test_attention_maps_and_param_count(learner):
+    grid, labelled = learner.predict("It is a truth universally acknowledged", 1, api_name="/train_attention")
+    from PIL import Image
+
+    g, lab = Image.open(grid), Image.open(labelled)
+    assert g.width > 200 and g.height > 50 and lab.width > 100
+    html = learner.predict("gpt", "tiny", 2, 2, 32, 32, api_name="/train_params")
+    from playground import introspect, train
+
+    model = train.build_model("gpt", "tiny", 4096, n_layer=2, n_head=2, n_embd=32, context=32)
+    assert f"data-params='{introspect.count_params(model).total}'" in html
+    assert learner.predict("course (GPU)", api_name="/train_preset")[:4] == (7, 7, 384, 512)
+
+
+def test_download_gives_a_loadable_checkpoint(learner, tmp_path):
+    path = learner.predict(api_name="/train_download")
+    with zipfile.ZipFile(path) as z:
+        names = z.namelist()
+        assert any(n.endswith("model.safetensors") for n in names) and any(n.endswith("config.json") for n in names)
+        z.extractall(tmp_path)
+    from playground import checkpoints
+
+    folder = next(tmp_path.glob("*/config.json")).parent
+    bundle = checkpoints.load(str(folder))
+    assert bundle.model.config.n_embd == 32 and bundle.tokenizer.vocab_size == 4096
+
+
+def test_bad_inputs_give_clear_errors(learner):
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match="divisible"):
+        learner.predict(*knobs(n_embd=30, n_head=4), api_name="/train_start")
+    with pytest.raises(AppError, match="minimum|Learning rate"):
+        learner.predict(*knobs(lr=-1), api_name="/train_start")
+    with pytest.raises(AppError, match="tokens in all"):
+        learner.predict(*knobs(source=MY_TEXT, text="far too short to train on"), api_name="/train_start")
+    with pytest.raises(AppError, match="steps of its schedule"):
+        learner.predict(*knobs(total=5), api_name="/train_continue")
+
+
+def test_reset_forgets_the_model(learner):
+    out = learner.predict(api_name="/train_reset")
+    assert "Reset" in out[0]
+    from gradio_client.exceptions import AppError
+
+    with pytest.raises(AppError, match="press Start first"):
+        learner.predict(*knobs(), api_name="/train_continue")
+
+
+def test_pasted_text_trains(learner):
+    text = "It is a truth universally acknowledged, that a single man in possession of a good fortune.\n" * 60
+    out = learner.predict(*knobs(source=MY_TEXT, text=text, amount=5), api_name="/train_start")
+    assert step_of(out[0]) == 5

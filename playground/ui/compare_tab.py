@@ -16,7 +16,7 @@ import gradio as gr
 from playground import sampling
 from playground.limits import LIMITS, check_int, check_text
 from playground.ui import common
-from playground.ui.sample_tab import MAX_TEMPERATURE, Settings, crop_note, prompt_ids
+from playground.ui.sample_tab import MAX_TEMPERATURE, Settings, Throttle, crop_note, prompt_ids
 
 DEFAULT_PROMPT = "What is a food recipe using apple?"  # the course's question (notes 76)
 BUNDLED_PAIR = ("llama-base", "llama-aligned")
@@ -91,10 +91,15 @@ def stream_compare(
                 "done": [],
             }
         )
-    shown = (sides[0]["shown"], sides[1]["shown"])
+    shown, throttle = (sides[0]["shown"], sides[1]["shown"]), Throttle()
     for a in range(n_answers):
         for item in _interleave(sides, s, max_new):
-            texts = [_column(side["done"], cur, a) for side, cur in zip(sides, item, strict=True)]
+            if not throttle.ready():
+                continue
+            texts = [
+                _column(side["done"], response_text(side["bundle"].tokenizer, new), a)
+                for side, new in zip(sides, item, strict=True)
+            ]
             yield texts[0], texts[1], *shown, f"Answer {a + 1} of {n_answers}…"
     notes = "".join(
         f" {name}:{side['note']}" for name, side in zip(("Left", "Right"), sides, strict=True) if side["note"]
@@ -108,7 +113,7 @@ def stream_compare(
 
 
 def _interleave(sides: list[dict], s: Settings, max_new: int):
-    """One answer on both sides, a token from each in turn; yields the two current texts after every step."""
+    """One answer on both sides, a token from each in turn; yields the two lists of new ids after every step."""
     streams, new = [], [[], []]
     for side in sides:
         tok = side["bundle"].tokenizer
@@ -126,7 +131,7 @@ def _interleave(sides: list[dict], s: Settings, max_new: int):
                     live[i] = False
                 else:
                     new[i].append(token)
-        yield [response_text(side["bundle"].tokenizer, n) for side, n in zip(sides, new, strict=True)]
+        yield new
     for side, n in zip(sides, new, strict=True):
         side["done"].append(response_text(side["bundle"].tokenizer, n))
 

@@ -73,6 +73,21 @@ def answer_text(tokenizer, prompt: list[int], new: list[int]) -> str:
 
 
 # ------------------------------------------------------------------------------------------ streaming
+class Throttle:
+    """True at most every `interval` seconds (and always the first time): each streamed update costs the server
+    and the browser a few tens of ms on a busy CPU, so a fast model sends a handful of tokens per update."""
+
+    def __init__(self, interval: float = 0.05):
+        self.interval, self.last = interval, None
+
+    def ready(self) -> bool:
+        now = time.perf_counter()
+        if self.last is None or now - self.last >= self.interval:
+            self.last = now
+            return True
+        return False
+
+
 @common.friendly
 def stream_answers(choice, prompt, temperature, top_k, top_p, max_new, n_answers, seed, session):
     """Yield (answers text, status markdown) after every token, for every answer in turn."""
@@ -85,13 +100,15 @@ def stream_answers(choice, prompt, temperature, top_k, top_p, max_new, n_answers
     ids, dropped = sampling.crop_prompt(prompt_ids(tok, prompt), sampling.context_length(model))
     gen = s.generator()  # one generator for all answers: answer 2 continues the random stream of answer 1
     done: list[str] = []
-    t0, n_tokens, first = time.perf_counter(), 0, None
+    t0, n_tokens, first, throttle = time.perf_counter(), 0, None, Throttle()
     for a in range(n_answers):
         new: list[int] = []
         for token in sampling.generate(model, ids, max_new, s.temperature, s.top_k, s.top_p, gen, tok.eos_id):
             new.append(token)
             n_tokens += 1
             first = first or time.perf_counter() - t0
+            if not throttle.ready():
+                continue
             text = "\n\n".join(done + [f"── answer {a + 1} ──\n{answer_text(tok, ids, new)}"])
             yield text, f"Answer {a + 1} of {n_answers}: {len(new)} tokens…"
         ended = " (ended with end-of-sequence)" if new and new[-1] == tok.eos_id else ""
@@ -118,29 +135,36 @@ def bars_html(stages: list[sampling.Stage], tokenizer, drawn: int | None = None)
     ids = raw.topk(min(N_BARS, raw.numel())).indices.tolist()
     if drawn is not None and drawn not in ids:
         ids.append(drawn)  # a token drawn from outside the raw top 10 still gets its row
-    panels = [_panel(stage, ids, tokenizer, drawn, color) for stage, color in zip(stages, BAR_COLORS, strict=False)]
+    scale = max(max(stage.top(ids)) for stage in stages)  # one scale for all panels, so bar lengths compare
+    panels = [
+        _panel(stage, ids, tokenizer, drawn, color, scale) for stage, color in zip(stages, BAR_COLORS, strict=False)
+    ]
     return "<div class='pg-dist' style='display:flex;gap:10px;flex-wrap:wrap'>" + "".join(panels) + "</div>"
 
 
-def _panel(stage: sampling.Stage, ids: list[int], tokenizer, drawn: int | None, color: str) -> str:
+ROW = "display:flex;align-items:center;gap:6px;"
+LABEL = "width:7em;overflow:hidden;white-space:pre"
+TRACK = "flex:1;background:#e5e7eb;height:12px;border-radius:3px"
+VALUE = "width:4.8em;text-align:right;font-variant-numeric:tabular-nums"
+PANEL = "flex:1;min-width:230px;border:1px solid #e5e7eb;border-radius:8px;padding:6px"
+
+
+def _panel(stage: sampling.Stage, ids: list[int], tokenizer, drawn: int | None, color: str, scale: float) -> str:
     rows = []
     for i, p in zip(ids, stage.top(ids), strict=True):
         lit = "background:#fde68a;font-weight:bold;" if i == drawn else ""
         mark = " ◀ drawn" if i == drawn else ""
+        bar = f"width:{100 * p / scale:.2f}%;background:{color};height:12px;border-radius:3px"
         rows.append(
-            f"<div class='pg-bar-row' style='display:flex;align-items:center;gap:6px;{lit}'>"
-            f"<code style='width:7em;overflow:hidden;white-space:pre'>{html.escape(_piece(tokenizer, i))}</code>"
-            f"<div style='flex:1;background:#e5e7eb;height:12px;border-radius:3px'>"
-            f"<div class='pg-bar' style='width:{100 * p:.2f}%;background:{color};height:12px;border-radius:3px'>"
-            f"</div></div><span style='width:4.8em;text-align:right;font-variant-numeric:tabular-nums'>{p:.3f}{mark}"
-            "</span></div>"
+            f"<div class='pg-bar-row' style='{ROW}{lit}'>"
+            f"<code style='{LABEL}'>{html.escape(_piece(tokenizer, i))}</code>"
+            f"<div style='{TRACK}'><div class='pg-bar' style='{bar}'></div></div>"
+            f"<span style='{VALUE}'>{p:.3f}{mark}</span></div>"
         )
-    v = stage.probs.numel()
     return (
-        f"<div class='pg-stage' style='flex:1;min-width:230px;border:1px solid #e5e7eb;border-radius:8px;padding:6px'>"
-        f"<div style='font-weight:bold'>{html.escape(stage.name)}</div>"
+        f"<div class='pg-stage' style='{PANEL}'><div style='font-weight:bold'>{html.escape(stage.name)}</div>"
         f"<div class='pg-entropy' style='font-size:0.85em;opacity:0.8'>entropy {stage.entropy:.3f} nats · "
-        f"{stage.kept:,} of {v:,} tokens kept</div>" + "".join(rows) + "</div>"
+        f"{stage.kept:,} of {stage.probs.numel():,} tokens kept</div>" + "".join(rows) + "</div>"
     )
 
 

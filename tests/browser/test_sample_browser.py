@@ -45,3 +45,24 @@ def test_sample_streams_text_and_shows_bars(page, sources):
     assert page.locator("#sample-step-text .pg-tok").count() == 2
     page.locator("#sample-step").scroll_into_view_if_needed()
     screenshot(page, "sample")
+
+
+def set_slider(page, elem_id: str, value: int) -> None:
+    box = page.locator(f"#{elem_id} input[type=number]")
+    box.fill(str(value))
+    box.press("Enter")
+
+
+def test_stop_ends_a_long_generation(page, sources):
+    open_tab(page, "Sample")
+    choose_model(page, "sample-model", sources["gpt"], "#sample-prompt textarea")
+    set_slider(page, "sample-max-new", 512)
+    set_slider(page, "sample-answers", 4)
+    page.locator("#sample-generate").click()
+    page.wait_for_function("() => document.querySelector('#sample-output textarea').value.length > 40", timeout=60_000)
+    page.locator("#sample-stop").click()
+    page.wait_for_timeout(1500)
+    frozen = page.locator("#sample-output textarea").input_value()
+    page.wait_for_timeout(1500)
+    assert page.locator("#sample-output textarea").input_value() == frozen, "the text kept growing after Stop"
+    assert "Done" not in page.locator("#sample-status").inner_text()

@@ -200,7 +200,8 @@ def next_token(choice, prompt, temperature, top_k, top_p, seed, state, session):
         raise ValueError(f"{LIMITS.max_new_tokens} tokens stepped: that is the limit here. Press Reset.")
     gen = torch.Generator()
     gen.set_state(state["rng"])
-    step = _one_step(model, state["ids"], s, gen)
+    # one token from everything so far (the last `context` tokens), drawn as `generate` draws it
+    step = next(sampling.generate_steps(model, state["ids"], 1, s.temperature, s.top_k, s.top_p, gen))
     state = {
         **state,
         "ids": state["ids"] + [step.token_id],
@@ -219,20 +220,6 @@ def next_token(choice, prompt, temperature, top_k, top_p, seed, state, session):
         caption,
         state,
     )
-
-
-@torch.inference_mode()
-def _one_step(model, ids: list[int], s: Settings, gen: torch.Generator) -> sampling.Step:
-    context = sampling.context_length(model)
-    window = ids if context is None else ids[-context:]
-    was_training = model.training
-    model.eval()
-    try:
-        device = next(model.parameters()).device
-        logits = model(torch.tensor([window], dtype=torch.long, device=device))[0, -1]  # (V,)
-    finally:
-        model.train(was_training)
-    return sampling.sample_step(logits, s.temperature, s.top_k, s.top_p, gen)
 
 
 def reset_steps():

@@ -232,3 +232,21 @@ def test_build_model_applies_shape_and_refuses_unknowns():
         train.build_model("gpt", "huge", 100)
     with pytest.raises(ValueError, match="arch"):
         train.build_model("rnn", "tiny", 100)
+
+
+def test_cli_trains_saves_and_resumes(tmp_path):
+    from playground import checkpoints
+
+    out = tmp_path / "run"
+    small = ["--n-layer", "1", "--n-embd", "32", "--n-head", "2", "--context", "16", "--batch-size", "2"]
+    common = ["--corpus", "kjv", "--eval-interval", "2", "--eval-iters", "1", "--final-eval-iters", "1"]
+    assert train.cli([*small, *common, "--steps", "5", "--max-seconds", "600", "--out", str(out)]) == 0
+    log = json.loads((out / "train_log.json").read_text())
+    assert log["command"].startswith("python -m playground pretrain --n-layer 1")
+    assert log["step"] == 5
+    assert [e["step"] for e in log["evals"]][:2] == [2, 4] and log["final"]["val_loss"] > 0
+    assert checkpoints.load(str(out)).model.config.n_layer == 1
+    # --resume continues the saved run to a longer schedule and keeps the history
+    assert train.cli(["--resume", str(out), "--steps", "7", "--out", str(out), *common]) == 0
+    log = json.loads((out / "train_log.json").read_text())
+    assert log["step"] == 7 and [e["step"] for e in log["evals"]] == [2, 4, 5, 6, 7]

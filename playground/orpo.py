@@ -545,7 +545,8 @@ def cli(argv: list[str] | None = None) -> int:
                      device=args.device)
     dev = devices.pick_device(None if cfg.device == "auto" else cfg.device)
     devices.seed_everything(cfg.seed)
-    bundle = checkpoints.load(args.base, device=str(dev))
+    # float32 master weights whatever the file stores (bundled files are float16): autocast does the bf16 part
+    bundle = checkpoints.load(args.base, device=str(dev), dtype=torch.float32)
     model, tokenizer = bundle.model, bundle.tokenizer
     ctx = context_length(model)
     if ctx is not None and cfg.max_len > ctx:

@@ -730,6 +730,8 @@ class _Reporter:
         }
         text = json.dumps(record, indent=1)
         _atomic_write(self.out / "train_log.json", lambda p: Path(p).write_text(text, encoding="utf-8"))
+        card = model_card(record)
+        _atomic_write(self.out / "README.md", lambda p: Path(p).write_text(card, encoding="utf-8"))
         log.info("saved the run at step %d to %s", state.step, self.out)
 
     def finish(self, model, tokenizer, state: TrainState, final_iters: int) -> None:
@@ -755,6 +757,33 @@ class _Reporter:
         log.info(
             "%d steps, %.1f s of training, %s tokens seen", state.step, state.train_seconds, f"{state.tokens_seen:,}"
         )
+
+
+def model_card(record: dict) -> str:
+    """A README.md for a run folder: data, shape, steps, losses, samples and the command that made it."""
+    final, evals = record.get("final") or {}, record.get("evals") or []
+    shape = ", ".join(f"{k}={v}" for k, v in record["model_config"].items())
+    lines = [
+        f"# {record['arch']} ({record['preset']}) pretrained on {record['corpus']}",
+        "",
+        f"- parameters: {record['params']:,}; shape: {shape}",
+        f"- data: corpus `{record['corpus']}` with the bundled tokenizer: {record['train_tokens']:,} training and "
+        f"{record['val_tokens']:,} held-out tokens",
+        f"- training: {record['step']:,} steps, {record['tokens_seen']:,} tokens seen, "
+        f"{record['train_seconds']:.0f} s on {record['device']}",
+    ]
+    if final:
+        lines.append(
+            f"- final loss: train {final['train_loss']:.3f}, validation {final['val_loss']:.3f} nats/token "
+            f"({final['eval_tokens']:,} tokens per split)"
+        )
+    lines += ["", "Made with:", "", "```", record["command"], "```"]
+    if evals:
+        lines += ["", "| step | train | validation | sample |", "|---:|---:|---:|---|"]
+        for e in evals[-8:]:
+            sample = (e.get("sample") or "").replace("\n", " ").replace("|", "\\|")[:120]
+            lines.append(f"| {e['step']} | {e['train_loss']:.3f} | {e['val_loss']:.3f} | {sample} |")
+    return "\n".join(lines) + "\n"
 
 
 def _step_of(row) -> int:

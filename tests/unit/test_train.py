@@ -246,6 +246,7 @@ def test_cli_trains_saves_and_resumes(tmp_path):
     assert log["step"] == 5
     assert [e["step"] for e in log["evals"]][:2] == [2, 4] and log["final"]["val_loss"] > 0
     assert checkpoints.load(str(out)).model.config.n_layer == 1
+    assert "python -m playground pretrain" in (out / "README.md").read_text()
     # --resume continues the saved run to a longer schedule and keeps the history
     assert train.cli(["--resume", str(out), "--steps", "7", "--out", str(out), *common]) == 0
     log = json.loads((out / "train_log.json").read_text())

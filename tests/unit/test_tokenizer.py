@@ -317,3 +317,20 @@ def test_transformers_tokenizer_behind_the_same_interface(hf_folder):
     assert ids.count(eos) == 1 and ids[0] == tok.special_tokens["<|user|>"]
     assert tok.decode(ids) == "<|user|>\nHi<|endoftext|><|assistant|>\n"
     assert len(tok.to_bytes()) > 100  # a zip of the saved folder
+
+
+def test_transformers_autotokenizer_reads_our_saved_tokenizer(tmp_path):
+    """A saved bundled tokenizer loads in transformers.AutoTokenizer (protobuf converts tokenizer.model) and gives
+    the same ids on ordinary text and the same chat-template ids, so our Llama checkpoints work in transformers."""
+    from transformers import AutoTokenizer
+
+    ours = T.load_tokenizer("bundled")
+    ours.save(tmp_path)
+    theirs = AutoTokenizer.from_pretrained(str(tmp_path))
+    assert len(theirs) == ours.vocab_size == 4096
+    for text in ["Emma Woodhouse, handsome, clever, and rich.", "President 1843 😀 日本 مرحبا", "It is a truth"]:
+        assert theirs.encode(text, add_special_tokens=False) == ours.encode(text)
+    messages = [{"role": "user", "content": "What is a token?"}, {"role": "assistant", "content": "A piece."}]
+    ids = theirs.apply_chat_template(messages, tokenize=True, return_dict=True)["input_ids"]
+    assert ids == ours.apply_chat_template(messages)
+    assert theirs.eos_token_id == ours.eos_id

@@ -35,6 +35,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from playground import device as devices
+from playground import distributed
 from playground.data import TokenData
 
 log = logging.getLogger(__name__)
@@ -261,11 +262,14 @@ def train_steps(
     point on the validation curve); the caller may also stop iterating at any time.
     Pass the same `state` to a later call to continue the run: the numbers are those of one long run.
     The config may change between calls (lr, batch size, bounds); the model's shape may not.
+    Under torchrun pass the DDP-wrapped model (`distributed.wrap`): each rank trains on its slice of every global
+    batch, the logged loss is the mean over ranks, and only rank 0 evaluates and samples (on the plain model).
     """
     cfg = config
     state = new_state(model, cfg) if state is None else state
+    net = distributed.unwrap(model)  # the plain model: evaluated and sampled without DDP's collectives
     device, dtype = _device_of(model), devices.parse_dtype(cfg.dtype)
-    context = model_context(model)
+    context = model_context(net)
     data.check_fits(context)
     forward = _forward_fn(model, cfg, state)
     tokens_per_step = cfg.batch_size * context
@@ -273,17 +277,22 @@ def train_steps(
     t0, eval_seconds, call_tokens, counted = time.perf_counter(), 0.0, 0, 0.0
     end = cfg.steps if max_steps is None else min(cfg.steps, state.step + max_steps)
     while state.step < end:
+        if distributed.world_size() > 1:  # each rank its own dropout stream, re-derived from the step (resume)
+            state.rng, state.cuda_rng = distributed.rank_streams(cfg.seed, state.step, device)
         loss, norm, lr = _train_step(model, forward, data, cfg, state, context, device, dtype)
         state.step += 1
         state.tokens_seen += tokens_per_step
         call_tokens += tokens_per_step
         elapsed = time.perf_counter() - t0
-        last = state.step >= end or (cfg.max_seconds is not None and elapsed >= cfg.max_seconds)
+        # the clock differs between ranks: they agree (a collective) so that all stop after the same step
+        timed_out = cfg.max_seconds is not None and distributed.agree(elapsed >= cfg.max_seconds, device)
+        last = state.step >= end or timed_out
         evaluate = cfg.eval_interval > 0 and (state.step % cfg.eval_interval == 0 or last)
         read = evaluate or last or cfg.log_interval <= 1 or state.step % cfg.log_interval == 0
         record = StepLog(
             step=state.step,
-            loss=loss.item() if read else None,  # .item() waits for the device: only when logging needs it
+            # .item() waits for the device: only when logging needs it; under DDP the mean of the ranks' slices
+            loss=distributed.mean_of(loss).item() if read else None,
             lr=lr,
             grad_norm=norm.item() if read else None,
             tokens_seen=state.tokens_seen,
@@ -294,7 +303,8 @@ def train_steps(
         state.train_seconds += (elapsed - eval_seconds) - counted
         counted = elapsed - eval_seconds
         t_eval = time.perf_counter()
-        _evaluate_into(record, model, data, cfg, context, evaluate)
+        if distributed.is_main():  # the others go on to the next step and wait for rank 0 in its all-reduce
+            _evaluate_into(record, net, data, cfg, context, evaluate)
         eval_seconds += time.perf_counter() - t_eval
         record.elapsed = time.perf_counter() - t0
         yield record
@@ -317,7 +327,8 @@ def _train_step(model, forward, data, cfg, state, context, device, dtype):
     for group in state.optimizer.param_groups:
         group["lr"] = lr
     state.optimizer.param_groups[0]["weight_decay"] = cfg.weight_decay  # group 0 holds the matrices
-    x, y = data.get_batch("train", cfg.batch_size, context, state.generator, device)  # (B, T) each
+    # (B, T) each; under DDP this rank's (B / world, T) slice of the same global batch
+    x, y = distributed.local_batch(data, "train", cfg.batch_size, context, state.generator, device)
     with _own_rng(state, device), devices.autocast(device, dtype):
         logits = forward(x)  # (B, T, V)
     loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten())  # mean nats/token, in float32
@@ -619,6 +630,17 @@ def cli(argv: list[str]) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = devices.pick_device(None if args.device == "auto" else args.device)
+    ctx = distributed.setup(device)  # under torchrun: cuda:LOCAL_RANK with NCCL, or the CPU with gloo
+    try:
+        return _pretrain(args, command, ctx)
+    finally:
+        distributed.teardown()
+
+
+def _pretrain(args, command: str, ctx: distributed.Dist) -> int:
+    """The pretrain command on this rank (one process: ctx.world_size == 1). Every rank builds or loads the same
+    model (same seed, same run folder); rank 0 alone reports and writes (_Reporter)."""
+    device = ctx.device
     if args.resume:
         bundle, state, saved = load_run(args.resume, device)
         model, tokenizer = bundle.model, bundle.tokenizer
@@ -636,12 +658,17 @@ def cli(argv: list[str]) -> int:
         state = new_state(model, cfg)
     from playground.data import corpus_data
 
-    data = corpus_data(args.corpus, tokenizer)
+    distributed.check_divisible(cfg.batch_size, ctx.world_size)  # --batch-size is the global batch
+    with distributed.main_first():  # rank 0 encodes the corpus into the disk cache, the others read it
+        data = corpus_data(args.corpus, tokenizer)
     out = Path(args.out or f"runs/{arch}-{preset}")
     reporter = _Reporter(out, command, model, data, cfg, arch, preset, args.corpus, device)
+    if ctx.enabled:
+        reporter.meta["processes"] = f"{ctx.world_size} ({ctx.backend}, DDP)"
     reporter.start(state)
+    trained = distributed.wrap(model, ctx)  # DDP under torchrun; the reporter evaluates and saves the plain model
     try:
-        for record in train_steps(model, data, cfg, state):
+        for record in train_steps(trained, data, cfg, state):
             reporter.step(record)
             if args.save_every and record.step % args.save_every == 0 and not record.last:
                 reporter.save(model, tokenizer, state)

@@ -21,7 +21,7 @@ browser:
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium fonts-dejavu-core >/dev/null)
 
 run: venv
-	$(PY) app.py
+	PLAYGROUND_ALLOW_LOCAL_PATHS=1 $(PY) app.py
 
 test: dev-deps browser
 	$(PY) -m pytest -q

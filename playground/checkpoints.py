@@ -192,12 +192,37 @@ def read_header(path: Path) -> dict[str, dict]:
     if not isinstance(header, dict):
         raise ValueError(f"{path.name} is corrupt: its header is not a JSON object")
     header.pop("__metadata__", None)
+    for name, meta in header.items():
+        _check_entry(path, name, meta)
     end = max((int(t["data_offsets"][1]) for t in header.values()), default=0)
     if 8 + n + end != size:
         raise ValueError(
             f"{path.name} is truncated or corrupt: the header needs {8 + n + end:,} bytes, file has {size:,}"
         )
     return header
+
+
+# bytes per element of every safetensors dtype: a header entry must claim exactly shape x size bytes
+DTYPE_BYTES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
+               "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8}  # fmt: skip
+
+
+def _check_entry(path: Path, name: str, meta) -> None:
+    """One header entry: a known dtype, a shape of non-negative ints, offsets that span shape x dtype bytes."""
+    try:
+        begin, end = (int(x) for x in meta["data_offsets"])
+        shape = [int(d) for d in meta["shape"]]
+        width = DTYPE_BYTES[meta["dtype"]]
+    except (KeyError, TypeError, ValueError):
+        raise ValueError(f"{path.name} is corrupt: bad header entry for {name!r}") from None
+    numel = 1
+    for d in shape:
+        numel *= d
+    if min(shape, default=0) < 0 or begin < 0 or end - begin != numel * width:
+        raise ValueError(
+            f"{path.name} is truncated or corrupt: {name!r} ({meta['dtype']} {shape}) needs {numel * width:,} "
+            f"bytes, its offsets give {end - begin:,}"
+        )
 
 
 def weight_files(folder: Path) -> list[Path]:
@@ -342,9 +367,12 @@ def _folder_tokenizer(folder: Path):
     return load_tokenizer(str(folder))
 
 
-def load(source: str | Path, device="cpu", max_params: int | None = None, dtype=None, tokenizer=None) -> Bundle:
+def load(
+    source: str | Path, device="cpu", max_params: int | None = None, dtype=None, tokenizer=None, local: bool = True
+) -> Bundle:
     """A bundled name (see BUNDLED), a local folder, or a Hub id `org/name[@revision]` -> Bundle.
-    Weights end up on `device`; stored bf16/fp16 load as float32 on CPU unless `dtype` says otherwise."""
+    Weights end up on `device`; stored bf16/fp16 load as float32 on CPU unless `dtype` says otherwise.
+    `local=False` never looks at the disk for `source` (a public app: see check_source)."""
     text = str(source).strip()
     if not text:
         raise ValueError("no model given: use a bundled name, a folder or a Hub id like org/name")
@@ -359,16 +387,51 @@ def load(source: str | Path, device="cpu", max_params: int | None = None, dtype=
         bundle.info.update(source=text, description=BUNDLED[text]["description"])
         return bundle
     path = Path(text).expanduser()
-    if path.is_dir():
+    if local and path.is_dir():
         return load_folder(path, device, max_params, dtype, tokenizer)
-    if path.exists():
+    if local and path.exists():
         raise ValueError(f"{text!r} is a file; give the folder that holds config.json and model.safetensors")
-    if text.startswith((".", "/", "~")):
+    if local and text.startswith((".", "/", "~")):
         raise ValueError(f"no such folder: {text!r}")
     folder = hub_folder(text, LIMITS.max_model_params if max_params is None else max_params)
     bundle = load_folder(folder, device, max_params, dtype, tokenizer)
     bundle.info.update(source=text)
     return bundle
+
+
+# ------------------------------------------------------------------------------------- sources from users
+LOCAL_OFF = (
+    "local folders are switched off on this server (a public app must not read its own disk for visitors); "
+    "use a bundled name or a Hub id like org/name. PLAYGROUND_ALLOW_LOCAL_PATHS=1 turns them on for a private machine"
+)
+
+
+def check_source(source, allow_local: bool | None = None, extra_names: tuple[str, ...] = ()) -> str:
+    """The policy for a model or tokenizer source a visitor types into the app, in one place.
+
+    Bundled names (and `extra_names`) always pass; Hub ids `org/name[@rev]` pass when they name nothing on
+    this disk; local paths pass only when `allow_local` (default: LIMITS.allow_local_paths). Returns the
+    stripped text; ValueError with the reason otherwise. Loaders then use `load(..., local=allow_local)`.
+    """
+    text = str(source if source is not None else "").strip()
+    if not text:
+        raise ValueError("no model given: use a bundled name or a Hub id like org/name")
+    if text in BUNDLED or text in extra_names:
+        return text
+    allow = LIMITS.allow_local_paths if allow_local is None else allow_local
+    if allow:
+        return text
+    if "\x00" in text or len(text) > 300:
+        raise ValueError(f"{text[:60]!r}... is not a bundled name or a Hub id like 'org/name'")
+    on_disk = text.startswith((".", "/", "~", "\\")) or re.match(r"^[A-Za-z]:", text) is not None
+    try:
+        on_disk = on_disk or Path(text).expanduser().exists()
+    except OSError:  # e.g. a name too long for the file system
+        on_disk = True
+    if on_disk:
+        raise ValueError(f"{text!r}: {LOCAL_OFF}")
+    parse_hub_id(text)  # URLs, '..', spaces: a clear ValueError
+    return text
 
 
 # ---------------------------------------------------------------------------------------- Hugging Face Hub

@@ -26,6 +26,9 @@ class Limits:
     max_download_bytes: int = 1_000_000_000  # a Hub download
     session_ttl_seconds: int = 3600  # per-user state (trained model, optimizer) lives this long
     max_upload_bytes: int = 100_000_000  # an uploaded checkpoint or text file
+    # Local folders as model / tokenizer sources typed into the app. Off on a public Space: a visitor must not
+    # read arbitrary server folders. Tests and `make run` set PLAYGROUND_ALLOW_LOCAL_PATHS=1.
+    allow_local_paths: bool = False
 
 
 def _from_env() -> Limits:
@@ -33,8 +36,21 @@ def _from_env() -> Limits:
     for f in fields(Limits):
         raw = os.environ.get(f"PLAYGROUND_{f.name.upper()}")
         if raw is not None:
-            values[f.name] = type(f.default)(raw)
+            values[f.name] = _parse(f.name, type(f.default), raw)
     return Limits(**values)
+
+
+def _parse(name: str, kind: type, raw: str):
+    if kind is bool:  # bool("0") is True: read the usual spellings instead
+        if raw.strip().lower() in ("1", "true", "yes", "on"):
+            return True
+        if raw.strip().lower() in ("0", "false", "no", "off", ""):
+            return False
+        raise ValueError(f"PLAYGROUND_{name.upper()} must be 1 or 0, got {raw!r}")
+    try:
+        return kind(raw)
+    except ValueError:
+        raise ValueError(f"PLAYGROUND_{name.upper()} must be a {kind.__name__}, got {raw!r}") from None
 
 
 LIMITS = _from_env()

@@ -47,6 +47,7 @@ def start_app(extra_env: dict | None = None, timeout: float = 120.0):
     """Start `python app.py` on a free port; return (process, url) once it answers HTTP 200."""
     port = free_port()
     env = {**os.environ, **OFFLINE_ENV, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port)}
+    env.setdefault("PLAYGROUND_ALLOW_LOCAL_PATHS", "1")  # tests load tiny models from tmp folders (limits.py)
     env.update(extra_env or {})
     ARTIFACTS.mkdir(exist_ok=True)
     logf = open(ARTIFACTS / f"server-{port}.log", "w")

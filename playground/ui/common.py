@@ -111,11 +111,12 @@ _CACHE_LOCK = threading.Lock()
 def shared_bundle(source: str):
     """A read-only model bundle loaded once and shared by every user (never train it in place)."""
     from playground import checkpoints
+    from playground.limits import LIMITS
 
-    key = source.strip()
+    key = checkpoints.check_source(source)  # bundled / Hub id; local folders only if allowed (one policy)
     with _CACHE_LOCK:
         if key not in _CACHE:
-            bundle = checkpoints.load(key)
+            bundle = checkpoints.load(key, local=LIMITS.allow_local_paths)
             bundle.model.eval()
             _CACHE[key] = bundle
             if len(_CACHE) > 6:  # keep memory bounded on a small Space: forget the oldest Hub model

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from playground import corpus
+from playground import checkpoints, corpus
 from playground import tokenizer as tk
 from playground.limits import LIMITS, check_int, check_text
 from playground.ui import common
@@ -56,7 +56,8 @@ def resolve(choice: str, session: dict | None) -> tk.Tokenizer:
     mine = (session or {}).get("tokenizers") or {}
     if choice in mine:
         return tk.SentencePieceTokenizer(mine[choice], name=choice)
-    key = tk.BUNDLED if choice == BUNDLED_LABEL else choice
+    # the same source policy as models: bundled, Hub ids, local paths only where allowed
+    key = tk.BUNDLED if choice == BUNDLED_LABEL else checkpoints.check_source(choice, extra_names=(tk.BUNDLED,))
     with _SHARED_LOCK:  # read-only and shared by every user: load once
         if key not in _SHARED:
             _SHARED[key] = tk.load_tokenizer(key)

@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from playground import losses
+from playground import distributed, losses
 from playground.losses import IGNORE_INDEX
 
 log = logging.getLogger(__name__)
@@ -411,6 +411,11 @@ def orpo_train(model: nn.Module, train_rows, val_rows, cfg: ORPOConfig, pad_id: 
 
     Shuffled epochs with a seeded generator; each step: lr from train.lr_at, one forward over the 2B sequences
     (autocast to cfg.dtype), L = NLL + lam * L_OR, backward, clip, AdamW step. Trains `model` in place.
+
+    Under torchrun pass the DDP-wrapped model (`distributed.wrap`): every rank draws the same global batch of
+    cfg.batch_size pairs and scores its own slice; the loss is weighted so that DDP's average of the ranks'
+    gradients is the gradient of the global batch's loss, and the logged figures are the global batch's. Only
+    rank 0 evaluates (on the plain model).
     """
     from playground import device as devices
     from playground.train import lr_at, make_optimizer
@@ -419,6 +424,7 @@ def orpo_train(model: nn.Module, train_rows, val_rows, cfg: ORPOConfig, pad_id: 
         raise ValueError("no training pairs (all filtered out? raise prompt_max_tokens)")
     sched = cfg.schedule()
     optimizer = make_optimizer(model, sched)
+    net, world = distributed.unwrap(model), distributed.world_size()
     dev, dtype = _device_of(model), devices.parse_dtype(cfg.dtype)
     batches = _batches(len(train_rows), cfg.batch_size, cfg.seed)
     model.eval()  # no dropout (as TRL disables it); gradients flow all the same
@@ -427,22 +433,66 @@ def orpo_train(model: nn.Module, train_rows, val_rows, cfg: ORPOConfig, pad_id: 
         lr = lr_at(step, sched)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        ids, labels = collate([train_rows[i] for i in next(batches)], pad_id, dev)
+        batch, weight = _my_share(next(batches), world, dev)
+        ids, labels = collate([train_rows[i] for i in batch], pad_id, dev)
         with devices.autocast(dev, dtype):
             scores = score_pairs(model, ids, labels, cfg.lam)
+        loss, figures = (scores.out.loss, None) if world == 1 else _global_terms(scores, weight, cfg.lam, world)
         optimizer.zero_grad(set_to_none=True)
-        scores.out.loss.backward()
+        loss.backward()
         norm = nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else math.inf)
         optimizer.step()
-        o = _detached(scores).out
-        record = ORPOLog(step + 1, lr, float(o.loss), float(o.nll), float(o.or_loss.mean()), float(o.log_odds.mean()),
-                         float(o.chosen_logps.mean()), float(o.rejected_logps.mean()),
-                         float((o.chosen_logps > o.rejected_logps).float().mean()), float(norm),
-                         time.perf_counter() - start)
+        figures = figures or _batch_figures(_detached(scores).out)
+        record = ORPOLog(step + 1, lr, **figures, grad_norm=float(norm), seconds=time.perf_counter() - start)
         last = step + 1 == cfg.steps
-        if last or (cfg.eval_interval and (step + 1) % cfg.eval_interval == 0):
-            record.val = evaluate_pairs(model, val_rows, pad_id, cfg.lam, cfg.batch_size, cfg.eval_pairs, cfg.dtype)
+        due = last or (cfg.eval_interval and (step + 1) % cfg.eval_interval == 0)
+        if due and distributed.is_main():  # the other ranks wait for rank 0 in the next step's all-reduce
+            record.val = evaluate_pairs(net, val_rows, pad_id, cfg.lam, cfg.batch_size, cfg.eval_pairs, cfg.dtype)
         yield record
+
+
+def _batch_figures(o: losses.ORPOLoss) -> dict[str, float]:
+    """The logged figures of one batch (one process): means over its pairs, nll over its chosen tokens."""
+    return {"loss": float(o.loss), "nll": float(o.nll), "or_loss": float(o.or_loss.mean()),
+            "log_odds_ratio": float(o.log_odds.mean()), "chosen_logp": float(o.chosen_logps.mean()),
+            "rejected_logp": float(o.rejected_logps.mean()),
+            "accuracy": float((o.chosen_logps > o.rejected_logps).float().mean())}
+
+
+def _my_share(batch: list[int], world: int, device) -> tuple[list[int], torch.Tensor | None]:
+    """This rank's contiguous slice of a global batch of pair indices, and each pair's weight (1 = counts).
+
+    A slice can be empty (an epoch's last short batch with fewer pairs than ranks): the rank then scores the
+    batch's first pair with weight 0, because DDP needs every rank in every backward."""
+    if world == 1:
+        return batch, None
+    lo, hi = distributed.shard_bounds(len(batch), world)
+    mine = batch[lo:hi]
+    if not mine:
+        return batch[:1], torch.zeros(1, device=device)
+    return mine, torch.ones(len(mine), device=device)
+
+
+def _global_terms(scores: PairScores, weight: torch.Tensor, lam: float, world: int
+                  ) -> tuple[torch.Tensor, dict[str, float]]:
+    """This rank's share of the global batch's loss, and the global batch's figures (one all-reduce).
+
+    Global loss = (sum of -log p over ALL chosen tokens) / (all chosen tokens) + lam * (sum of L_OR) / (all pairs).
+    Each rank returns world * (its sums / the global counts): DDP divides the summed gradients by `world`, so the
+    update is exactly that of the global loss, even when ranks hold different numbers of pairs or tokens.
+    """
+    o, B = scores.out, weight.shape[0]
+    nll_sum = -(scores.token_logps[:B].sum(-1) * weight).sum()  # chosen rows come first
+    or_sum = (o.or_loss * weight).sum()
+    sums = torch.stack([nll_sum, (scores.mask[:B].sum(-1) * weight).sum(), or_sum, (o.log_odds * weight).sum(),
+                        (o.chosen_logps * weight).sum(), (o.rejected_logps * weight).sum(),
+                        ((o.chosen_logps > o.rejected_logps).float() * weight).sum(), weight.sum()])
+    total = distributed.all_sum(sums.detach().float()).tolist()  # (8,) over the ranks
+    tokens, pairs = total[1], total[7]
+    loss = world * (nll_sum / tokens + lam * or_sum / pairs)
+    figures = {"nll": total[0] / tokens, "or_loss": total[2] / pairs, "log_odds_ratio": total[3] / pairs,
+               "chosen_logp": total[4] / pairs, "rejected_logp": total[5] / pairs, "accuracy": total[6] / pairs}
+    return loss, {"loss": figures["nll"] + lam * figures["or_loss"], **figures}
 
 
 def _batches(n: int, batch_size: int, seed: int) -> Iterator[list[int]]:
@@ -532,9 +582,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cli(argv: list[str] | None = None) -> int:
-    from tqdm import tqdm
-
-    from playground import checkpoints
     from playground import device as devices
 
     args = build_parser().parse_args(argv)
@@ -544,6 +591,22 @@ def cli(argv: list[str] | None = None) -> int:
                      eval_pairs=args.eval_pairs, val_fraction=args.val_fraction, seed=args.seed, dtype=args.dtype,
                      device=args.device)
     dev = devices.pick_device(None if cfg.device == "auto" else cfg.device)
+    group = distributed.setup(dev)  # under torchrun: cuda:LOCAL_RANK with NCCL, or the CPU with gloo
+    try:
+        return _align(args, cfg, group)
+    finally:
+        distributed.teardown()
+
+
+def _align(args, cfg: ORPOConfig, group) -> int:
+    """The align command on this rank (alone: group.world_size == 1). Every rank loads the same base and data and
+    trains its DDP replica; rank 0 alone evaluates, logs, samples and writes."""
+    from tqdm import tqdm
+
+    from playground import checkpoints
+    from playground import device as devices
+
+    dev, main = group.device, group.main
     devices.seed_everything(cfg.seed)
     # float32 master weights whatever the file stores (bundled files are float16): autocast does the bf16 part
     bundle = checkpoints.load(args.base, device=str(dev), dtype=torch.float32)
@@ -551,21 +614,27 @@ def cli(argv: list[str] | None = None) -> int:
     ctx = context_length(model)
     if ctx is not None and cfg.max_len > ctx:
         raise SystemExit(f"--max-len {cfg.max_len} is longer than the model's context ({ctx})")
-    train_rows, val_rows = prepare_data(args.data, tokenizer, cfg)
+    distributed.check_divisible(cfg.batch_size, group.world_size)  # --batch-size is the global batch
+    with distributed.main_first():
+        train_rows, val_rows = prepare_data(args.data, tokenizer, cfg)
     log.info("ORPO on %s: %d train / %d held-out pairs, %d steps of %d pairs, device %s, dtype %s", args.base,
              len(train_rows), len(val_rows), cfg.steps, cfg.batch_size, devices.describe(dev), cfg.dtype)
     out = Path(args.out)
-    before = evaluate_pairs(model, val_rows, tokenizer.pad_id, cfg.lam, cfg.batch_size, cfg.eval_pairs, cfg.dtype)
+    before = (evaluate_pairs(model, val_rows, tokenizer.pad_id, cfg.lam, cfg.batch_size, cfg.eval_pairs, cfg.dtype)
+              if main else {})
     log.info("before: %s", _fmt(before))
     records = []
-    bar = tqdm(orpo_train(model, train_rows, val_rows, cfg, tokenizer.pad_id), total=cfg.steps, dynamic_ncols=True)
+    steps = orpo_train(distributed.wrap(model, group), train_rows, val_rows, cfg, tokenizer.pad_id)
+    bar = tqdm(steps, total=cfg.steps, dynamic_ncols=True, disable=not main)
     for rec in bar:
         records.append(rec.to_dict())
         bar.set_postfix(loss=f"{rec.loss:.3f}", log_or=f"{rec.log_odds_ratio:.2f}", lr=f"{rec.lr:.1e}")
         if rec.val:
             log.info("step %d: val %s", rec.step, _fmt(rec.val))
-        if args.save_every and rec.step % args.save_every == 0 and rec.step < cfg.steps:
+        if main and args.save_every and rec.step % args.save_every == 0 and rec.step < cfg.steps:
             _save(checkpoints, bundle, out, args, cfg, before, records)
+    if not main:  # rank 0 alone writes the checkpoint, samples and the card
+        return 0
     _save(checkpoints, bundle, out, args, cfg, before, records)
     prompts = list({_prompt_text(p): p for p in val_rows["prompt"]}.values())[:16]  # distinct held-out prompts
     samples = sample_answers(model, tokenizer, prompts)

@@ -10,6 +10,7 @@ import importlib
 
 import gradio as gr
 
+from playground.ui import share
 from playground.ui.common import CSS, THEME, TabContext, new_session
 
 # Tab modules in the order learners meet them: text -> tokens -> loss -> training -> sampling -> alignment.
@@ -30,11 +31,13 @@ def build_app() -> gr.Blocks:
             "<div class='pg-header'><h1>LLM Playground</h1>"
             "<p>Build a language model step by step: tokens, loss, training, sampling, alignment.</p></div>"
         )
+        instructor = share.instructor_toggle()
         session = gr.State(value=new_session(), time_to_live=_ttl())
         with gr.Tabs(elem_id="pg-tabs") as tabs:
-            ctx = TabContext(demo=demo, session=session, tabs=tabs)
+            ctx = TabContext(demo=demo, session=session, tabs=tabs, instructor=instructor)
             for name in TABS:
                 importlib.import_module(f"playground.ui.{name}").build(ctx)
+        share.wire(ctx)  # after every tab: one load restores a shared link (tab + inputs) for all of them
     return demo
 
 

@@ -36,6 +36,9 @@ class TabContext:
     demo: gr.Blocks
     session: gr.State  # per-user dict (see new_session), shared by every tab
     tabs: gr.Tabs | None = None  # the app's tab set: `gr.Tabs(selected="<tab id>")` switches tab
+    shared: dict = field(default_factory=dict)  # tab id -> {link key: component}, filled by share.register
+    instructor: gr.Checkbox | None = None  # the header's instructor-mode toggle (share.py)
+    presets: gr.Dropdown | None = None  # the Start tab's demo presets (share.presets_picker)
 
 
 def new_session() -> dict[str, Any]:
@@ -153,3 +156,33 @@ def model_picker(label: str = "Model", value: str | None = None, kinds=("gpt", "
         info="A bundled model, your trained one, a local folder, or a Hub id such as HuggingFaceTB/SmolLM2-135M",
         **kw,
     )
+
+
+# ----------------------------------------------------------------------------------------------- exports
+def csv_export(table: gr.Dataframe, elem: str, api_name: str, label: str = "Download the table as CSV"):
+    """A button under `table` that writes what it shows to a CSV file offered for download."""
+    with gr.Row(elem_classes=["pg-export"]):
+        btn = gr.Button(label, size="sm", scale=0, min_width=200, elem_id=f"{elem}-csv-btn")
+        out = gr.File(label="CSV", interactive=False, height=60, scale=3, elem_id=f"{elem}-csv")
+    btn.click(friendly(table_to_csv), table, out, api_name=f"{api_name}_csv", **LIGHT)
+    return btn, out
+
+
+def table_to_csv(frame) -> str | None:
+    """A Dataframe's value (pandas frame, or dict with headers/data) -> path of a CSV file; None when empty."""
+    import csv
+    import tempfile
+
+    if frame is None:
+        return None
+    if hasattr(frame, "to_csv"):
+        headers, rows = [str(c) for c in frame.columns], frame.values.tolist()
+    else:
+        headers, rows = list(frame.get("headers") or []), list(frame.get("data") or [])
+    if not rows:
+        raise ValueError("The table is empty: compute something first.")
+    with tempfile.NamedTemporaryFile("w", suffix=".csv", prefix="pg-table-", delete=False, newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(headers)
+        writer.writerows(rows)
+    return f.name

@@ -15,7 +15,7 @@ import gradio as gr
 
 from playground import sampling
 from playground.limits import LIMITS, check_int, check_text
-from playground.ui import common
+from playground.ui import common, share
 from playground.ui.sample_tab import MAX_TEMPERATURE, Settings, Throttle, crop_note, prompt_ids
 
 DEFAULT_PROMPT = "What is a food recipe using apple?"  # the course's question (notes 76)
@@ -185,8 +185,16 @@ def build(ctx: common.TabContext) -> None:
                         0.0, MAX_TEMPERATURE, value=1.0, step=0.05, label="Temperature", elem_id="compare-temperature"
                     )
                     top_k = gr.Number(50, label="top-k (0 = off)", precision=0, minimum=0, elem_id="compare-topk")
-                    top_p = gr.Slider(0.01, 1.0, value=1.0, step=0.01, label="top-p", elem_id="compare-topp")
-                with gr.Row():
+                    top_p = gr.Slider(
+                        0.01,
+                        1.0,
+                        value=1.0,
+                        step=0.01,
+                        label="top-p",
+                        elem_id="compare-topp",
+                        elem_classes=["pg-advanced"],
+                    )
+                with gr.Row(elem_classes=["pg-advanced"]):
                     max_new = gr.Slider(
                         1, LIMITS.max_new_tokens, value=96, step=1, label="Max new tokens", elem_id="compare-max-new"
                     )
@@ -212,6 +220,13 @@ def build(ctx: common.TabContext) -> None:
                     left_prompt = gr.Textbox(label="Left model reads", lines=4, elem_id="compare-left-prompt")
                     right_prompt = gr.Textbox(label="Right model reads", lines=4, elem_id="compare-right-prompt")
                 prompt_info = gr.Markdown(visible=True, elem_id="compare-prompt-info")
+                share.register(
+                    ctx,
+                    "compare",
+                    {"prompt": prompt, "left": left, "right": right, "chat_left": chat_left, "chat_right": chat_right,
+                     "temperature": temperature, "top_k": top_k, "top_p": top_p, "max_new": max_new,
+                     "answers": n_answers, "seed": seed},
+                )
 
         for picker, box in ((left, chat_left), (right, chat_right)):
             picker.change(looks_like_chat, picker, box, api_visibility="private", queue=False)

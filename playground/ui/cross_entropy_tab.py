@@ -20,7 +20,7 @@ import torch
 
 from playground import losses
 from playground.limits import LIMITS, check_float, check_text
-from playground.ui import common
+from playground.ui import common, share
 
 log = logging.getLogger(__name__)
 
@@ -318,10 +318,17 @@ def build(ctx: common.TabContext) -> None:
                         label="Logit scale = 10^x (x = 0: the model's own logits; 2: a hundred times sharper)",
                         elem_id="ce-scale",
                     )
-                    dtype = gr.Radio(list(losses.BREAK_DTYPES), value="float32", label="dtype", elem_id="ce-dtype")
+                    dtype = gr.Radio(
+                        list(losses.BREAK_DTYPES),
+                        value="float32",
+                        label="dtype",
+                        elem_id="ce-dtype",
+                        elem_classes=["pg-advanced"],
+                    )
                     brk = gr.Button("Compute the three losses", elem_id="ce-break-go")
                     verdict = gr.HTML(elem_id="ce-break-verdict-box")
                     broken = gr.Dataframe(headers=BREAK_HEADERS, interactive=False, elem_id="ce-break-table")
+                share.register(ctx, "cross_entropy", {"model": model, "text": text, "scale": scale_exp, "dtype": dtype})
         go.click(
             score,
             [model, text, ctx.session],

@@ -18,7 +18,7 @@ import pandas as pd
 
 from playground import orpo
 from playground.limits import LIMITS, check_float, check_int, check_text
-from playground.ui import common
+from playground.ui import common, share
 
 DEFAULT_MODEL = "llama-base"
 STEP_HEADERS = ["step", "loss", "log odds ratio", "chosen avg log p", "rejected avg log p", "sigmoid", "seconds"]
@@ -234,16 +234,19 @@ def build(ctx: common.TabContext) -> None:
                 with gr.Row():
                     n_steps = gr.Slider(1, LIMITS.max_orpo_steps, value=min(10, LIMITS.max_orpo_steps), step=1,
                                         label="N", elem_id="orpo-n")
-                    lr = gr.Number(1e-3, label="learning rate", elem_id="orpo-lr")
+                    lr = gr.Number(1e-3, label="learning rate", elem_id="orpo-lr", elem_classes=["pg-advanced"])
                 with gr.Row():
                     steps_btn = gr.Button("Take N ORPO steps on this example", variant="primary",
                                           elem_id="orpo-steps-btn")
                     stop_btn = gr.Button("Stop", elem_id="orpo-stop")
                     reset_btn = gr.Button("Reset to the original model", elem_id="orpo-reset")
                 plot = gr.LinePlot(x="step", y="value", color="series", label="per step", height=260,
-                                   elem_id="orpo-plot")
+                                   elem_id="orpo-plot", buttons=["export", "fullscreen"])
                 table = gr.Dataframe(headers=STEP_HEADERS, label="per step", interactive=False,
                                      elem_id="orpo-steps-table")
+                common.csv_export(table, "orpo-steps", "orpo_steps")
+                share.register(ctx, "orpo", {"model": model, "lam": lam, "example": example, "prompt": prompt,
+                                             "chosen": chosen, "rejected": rejected, "n": n_steps, "lr": lr})
         pair_in = [model, prompt, chosen, rejected, lam]
         example.change(pick_example, example, [prompt, chosen, rejected], api_name="orpo_example", **common.LIGHT)
         shown = [chosen_html, rejected_html, numbers, read]

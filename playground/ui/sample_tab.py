@@ -18,7 +18,7 @@ import torch
 
 from playground import sampling
 from playground.limits import LIMITS, check_float, check_int, check_text
-from playground.ui import common
+from playground.ui import common, share
 
 DEFAULT_PROMPT = "Once upon a time"
 MAX_TEMPERATURE = 5.0
@@ -261,8 +261,9 @@ def build(ctx: common.TabContext) -> None:
                         label="top-p",
                         elem_id="sample-topp",
                         info="keep the smallest set reaching this mass; 1 = off",
+                        elem_classes=["pg-advanced"],
                     )
-                with gr.Row():
+                with gr.Row(elem_classes=["pg-advanced"]):
                     max_new = gr.Slider(
                         1, LIMITS.max_new_tokens, value=64, step=1, label="Max new tokens", elem_id="sample-max-new"
                     )
@@ -292,6 +293,12 @@ def build(ctx: common.TabContext) -> None:
                 step_text = gr.HTML(elem_id="sample-step-text")
                 bars = gr.HTML(elem_id="sample-dist")
                 step_state = gr.State(None)
+                share.register(
+                    ctx,
+                    "sample",
+                    {"model": model, "prompt": prompt, "temperature": temperature, "top_k": top_k, "top_p": top_p,
+                     "max_new": max_new, "answers": n_answers, "seed": seed},
+                )
 
         inputs = [model, prompt, temperature, top_k, top_p, max_new, n_answers, seed, ctx.session]
         event = go.click(stream_answers, inputs, [output, status], api_name="sample_generate", **common.HEAVY)

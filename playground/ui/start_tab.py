@@ -5,7 +5,7 @@ from __future__ import annotations
 import gradio as gr
 
 from playground import ASSETS
-from playground.ui import common
+from playground.ui import common, share
 
 STEPS = [  # (tab id, button label, one line on what the learner does there)
     ("tokenize", "1 Tokenize", "Cut text into pieces; train your own tokenizer."),
@@ -39,12 +39,14 @@ def build(ctx: common.TabContext) -> None:
                 svg = (ASSETS / "pipeline.svg").read_text(encoding="utf-8")
                 gr.HTML(f"<div class='pg-pipeline'>{svg}</div>", elem_id="start-pipeline")
                 with gr.Row(elem_classes=["pg-steps"]):
-                    for tab_id, label, hint in STEPS:
+                    for tab_id, label, _hint in STEPS:
                         btn = gr.Button(label, size="sm", elem_id=f"start-go-{tab_id}")
                         if ctx.tabs is not None:
                             btn.click(_go(tab_id), None, ctx.tabs, api_visibility="private", queue=False)
+                share.presets_picker(ctx)
                 gr.Markdown("\n".join(f"- **{label}**: {hint}" for _, label, hint in STEPS))
                 gr.Markdown(CLASS_PATH)
+                share.register(ctx, "start", {})
 
 
 def _go(tab_id: str):

@@ -23,7 +23,7 @@ import gradio as gr
 from playground import checkpoints, corpus
 from playground import tokenizer as tk
 from playground.limits import LIMITS, check_int, check_text
-from playground.ui import common
+from playground.ui import common, share
 
 log = logging.getLogger(__name__)
 
@@ -247,6 +247,7 @@ def build(ctx: common.TabContext) -> None:
                     interactive=False,
                     max_height=320,
                     elem_id="tok-table",
+                    elem_classes=["pg-advanced"],
                 )
                 with gr.Accordion("Train your own tokenizer", open=False, elem_id="tok-train-box"):
                     source = gr.Radio([CORPUS, PASTE], value=CORPUS, label="Train on", elem_id="tok-source")
@@ -269,11 +270,16 @@ def build(ctx: common.TabContext) -> None:
                             64, LIMITS.max_vocab_size, value=1000, step=1, label="Vocabulary size", elem_id="tok-vocab"
                         )
                         model_type = gr.Dropdown(
-                            list(tk.MODEL_TYPES), value="bpe", label="Model type", elem_id="tok-model-type"
+                            list(tk.MODEL_TYPES),
+                            value="bpe",
+                            label="Model type",
+                            elem_id="tok-model-type",
+                            elem_classes=["pg-advanced"],
                         )
                     train_btn = gr.Button("Train", elem_id="tok-train")
                     status = gr.Markdown(elem_id="tok-train-status")
                     download = gr.File(label="Your tokenizer (.model)", interactive=False, elem_id="tok-download")
+                share.register(ctx, "tokenize", {"text": text, "tokenizer": choice, "compare": compare})
         inputs = [text, choice, compare, ctx.session]
         outputs = [stats, chips, table, stats_b, chips_b]
         go.click(tokenize, inputs, outputs, api_name="tokenize", **common.LIGHT)

@@ -28,7 +28,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from playground import checkpoints, corpus, data, introspect, train
 from playground.limits import LIMITS, check_float, check_int, check_text
-from playground.ui import common
+from playground.ui import common, share
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ def _build(arch: str, preset: str, shape: dict, vocab_size: int) -> torch.nn.Mod
             f"This model has {n / 1e6:.1f}M parameters; the limit here is {LIMITS.max_train_params / 1e6:.0f}M."
         )
     torch.manual_seed(0)  # the same knobs give the same starting weights
-    return train.build_model(arch, _preset_name(preset), vocab_size, **shape)
+    return train.build_model(arch, _preset_name(preset), vocab_size, **shape).to(common.DEVICE)
 
 
 def _train_config(lr, batch, total_steps, warmup, mode, amount, prompt) -> tuple[train.TrainConfig, int | None]:
@@ -114,7 +114,8 @@ def _train_config(lr, batch, total_steps, warmup, mode, amount, prompt) -> tuple
         sample_prompt=check_text(prompt or DEFAULT_PROMPT, "sample prompt", 500),
         sample_tokens=40,
         max_seconds=LIMITS.max_train_seconds,
-        device="cpu",
+        device=str(common.DEVICE),
+        dtype="bfloat16" if common.DEVICE.type == "cuda" else "float32",  # bf16 autocast on a GPU
     )
     if mode == "seconds":
         seconds = check_float(amount, "Burst length (seconds)", 1, LIMITS.max_train_seconds)
@@ -551,7 +552,7 @@ def build(ctx: common.TabContext) -> None:
                     with gr.Row():
                         arch = gr.Radio(["gpt", "llama"], value="gpt", label="Architecture", elem_id="train-arch")
                         preset = gr.Radio(list(PRESETS), value="tiny", label="Preset", elem_id="train-preset")
-                    with gr.Row():
+                    with gr.Row(elem_classes=["pg-advanced"]):
                         n_layer = gr.Number(tiny["n_layer"], label="Layers", precision=0, minimum=1, maximum=12)
                         n_head = gr.Number(tiny["n_head"], label="Heads", precision=0, minimum=1, maximum=16)
                         n_embd = gr.Number(tiny["n_embd"], label="Width", precision=0, minimum=16, maximum=768)
@@ -561,7 +562,7 @@ def build(ctx: common.TabContext) -> None:
                         elem_id="train-params",
                     )
                 with gr.Accordion("Training", open=True):
-                    with gr.Row():
+                    with gr.Row(elem_classes=["pg-advanced"]):
                         lr = gr.Number(tiny["lr"], label="Peak learning rate", minimum=1e-6, maximum=1.0)
                         batch = gr.Number(tiny["batch"], label="Batch size", precision=0, minimum=1, maximum=128)
                         total = gr.Number(tiny["steps"], label="Total steps (schedule)", precision=0, minimum=1)
@@ -586,6 +587,7 @@ def build(ctx: common.TabContext) -> None:
                         colors_in_legend=list(LOSS_COLOURS),
                         label="Loss (nats/token)",
                         height=260,
+                        buttons=["export", "fullscreen"],
                         elem_id="train-loss-plot",
                     )
                     lr_plot = gr.LinePlot(
@@ -597,6 +599,7 @@ def build(ctx: common.TabContext) -> None:
                         colors_in_legend=list(LR_COLOURS),
                         label="Learning rate",
                         height=260,
+                        buttons=["export", "fullscreen"],
                         elem_id="train-lr-plot",
                     )
                 sample = gr.Textbox(
@@ -627,6 +630,13 @@ def build(ctx: common.TabContext) -> None:
                         "Download the model (.zip: safetensors + config + tokenizer)", elem_id="train-download-btn"
                     )
                     dl_file = gr.File(label="Your model", interactive=False, elem_id="train-download")
+                # the preset's own numbers (layers, width, lr, ...) follow from `preset`: a link carries the choices
+                share.register(
+                    ctx,
+                    "train",
+                    {"source": source, "arch": arch, "preset": preset, "mode": mode, "amount": amount,
+                     "prompt": prompt},
+                )
 
         knobs = [
             source,

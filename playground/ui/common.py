@@ -10,7 +10,7 @@ from typing import Any
 
 import gradio as gr
 
-from playground import ASSETS, LESSONS
+from playground import ASSETS, LESSONS, spaces_support
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +29,12 @@ HEAVY = {"concurrency_id": "heavy", "concurrency_limit": 2}
 LIGHT = {"concurrency_limit": 8}
 
 TRAINED = "my model (Train tab)"  # the choice that means "the model this learner trained in this session"
+
+# ZeroGPU: `spaces` (when installed) is imported before anything asks for CUDA, so that it can patch torch;
+# `gpu(duration=...)` wraps the GPU-heavy handlers in spaces.GPU, or leaves them as they are (spaces_support.py).
+spaces_support.spaces_module()
+gpu = spaces_support.gpu
+gpu_seconds = spaces_support.number  # a handler argument as seconds-relevant number
 
 
 @dataclass

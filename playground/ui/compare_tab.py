@@ -69,6 +69,7 @@ def _column(answers: list[str], current: str | None, a: int) -> str:
 
 
 @common.friendly
+@common.gpu(duration=lambda a: 10 + 0.06 * common.gpu_seconds(a, "max_new", 64) * common.gpu_seconds(a, "n_answers", 1))
 def stream_compare(
     left, right, prompt, chat_left, chat_right, temperature, top_k, top_p, max_new, n_answers, seed, session
 ):

@@ -254,6 +254,7 @@ def _fmt_diff(d: float) -> str:
 
 # ---------------------------------------------------------------------------------------------- handlers
 @common.friendly
+@common.gpu(duration=15)
 def score(model_choice: str, text: str, session: dict):
     """Score the text: summary, per-token table, coloured chips, the three computations, a CSV file."""
     check_text(text, "text", LIMITS.max_text_chars)
@@ -268,6 +269,7 @@ def score(model_choice: str, text: str, session: dict):
 
 
 @common.friendly
+@common.gpu(duration=15)
 def break_naive(model_choice: str, text: str, scale_exp: float, dtype: str, session: dict):
     """Scale the model's logits for this text by 10^scale_exp, cast to dtype, and compute the loss three ways."""
     check_text(text, "text", LIMITS.max_text_chars)

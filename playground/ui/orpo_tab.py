@@ -163,6 +163,7 @@ def pick_example(label):
 
 
 @common.friendly
+@common.gpu(duration=10)
 def breakdown(choice, prompt, chosen, rejected, lam, session):
     """Chosen chips, rejected chips, numbers table, reading, status."""
     pair, lam = read_pair(prompt, chosen, rejected), read_lambda(lam)
@@ -173,6 +174,7 @@ def breakdown(choice, prompt, chosen, rejected, lam, session):
 
 
 @common.friendly
+@common.gpu(duration=lambda a: 10 + 1.0 * common.gpu_seconds(a, "n", 5))
 def take_steps(choice, prompt, chosen, rejected, lam, n, lr, session):
     """Stream: chips, chips, numbers, reading, plot data, step table, status, session."""
     pair, lam = read_pair(prompt, chosen, rejected), read_lambda(lam)

@@ -89,6 +89,7 @@ class Throttle:
 
 
 @common.friendly
+@common.gpu(duration=lambda a: 10 + 0.03 * common.gpu_seconds(a, "max_new", 64) * common.gpu_seconds(a, "n_answers", 1))
 def stream_answers(choice, prompt, temperature, top_k, top_p, max_new, n_answers, seed, session):
     """Yield (answers text, status markdown) after every token, for every answer in turn."""
     bundle = common.resolve_bundle(choice, session)
@@ -184,6 +185,7 @@ def _steps_html(tokenizer, ids: list[int], n_prompt: int, history: list[tuple[in
 
 
 @common.friendly
+@common.gpu(duration=10)
 def next_token(choice, prompt, temperature, top_k, top_p, seed, state, session):
     """Draw one more token; return (bars html, text so far html, caption, new state)."""
     bundle = common.resolve_bundle(choice, session)

@@ -123,6 +123,12 @@ def _train_config(lr, batch, total_steps, warmup, mode, amount, prompt) -> tuple
     return cfg, check_int(amount, "Burst length (steps)", 1, LIMITS.max_train_steps)
 
 
+def _burst_seconds(a: dict) -> float:
+    """GPU seconds a burst asks ZeroGPU for: its time bound, or ~50 ms a step; plus building and evaluating."""
+    amount = common.gpu_seconds(a, "amount", 100)
+    return 20 + (amount if a.get("mode") == "seconds" else 0.05 * amount)
+
+
 def _read_text(text: str | None, file) -> str:
     """The learner's training text: the uploaded .txt file if any, else the pasted text (both bounded)."""
     if file:
@@ -384,6 +390,7 @@ def _burst(run: Run, session: dict, max_steps: int | None, attn_prompt: str, lay
 
 
 @common.friendly
+@common.gpu(duration=lambda a: _burst_seconds(a))
 def start(
     session,
     source,
@@ -422,6 +429,7 @@ def start(
 
 
 @common.friendly
+@common.gpu(duration=lambda a: _burst_seconds(a))
 def resume(
     session,
     source,
@@ -498,6 +506,7 @@ def apply_preset(preset):
 
 
 @common.friendly
+@common.gpu(duration=15)
 def attention(session, prompt, layer):
     run = _session(session).get("train_run")
     if run is None:

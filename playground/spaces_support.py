@@ -1,0 +1,95 @@
+"""Hugging Face Spaces support: ZeroGPU's `@spaces.GPU` around the app's GPU-heavy handlers, and nothing elsewhere.
+
+On a ZeroGPU Space (the `spaces` package installed and SPACES_ZERO_GPU set by the platform) the app process holds no
+GPU; a function decorated with `spaces.GPU(duration=...)` borrows one from a shared pool for each call, for at most
+`duration` seconds, and the caller's daily quota is charged what the call asks for. So the duration follows the
+request: a 5-step ORPO click asks for seconds, a 2-minute training burst for two minutes and some.
+
+`gpu(duration=...)` is the one place that decides:
+- `spaces` importable: `spaces.GPU(fn, duration=...)`. Off ZeroGPU (SPACES_ZERO_GPU unset: a laptop, CPU basic,
+  a dedicated GPU Space) `spaces.GPU` returns `fn` itself, unchanged.
+- `spaces` not installed: `fn` itself.
+The duration rule gets the handler's arguments by name (`{"max_new": 64, ...}`); a rule that cannot read them (a bad
+value the handler will reject anyway) falls back to the default, and every duration is clamped to
+[MIN_DURATION, MAX_DURATION]. The rule is kept on the function as `gpu_duration` (a test reads it).
+
+Never torch.compile or CUDA-graph inside these functions: each call may land on another GPU, so compiled kernels and
+captured graphs would be rebuilt every time (`decode.py` checks SPACES_ZERO_GPU for that).
+
+This module never imports gradio itself; `spaces` does, so it is imported lazily, by the UI only.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import inspect
+import logging
+import os
+from collections.abc import Callable
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DURATION = 60  # seconds: spaces.GPU's own default
+MIN_DURATION, MAX_DURATION = 5, 300
+
+
+def on_zero_gpu() -> bool:
+    """True on a ZeroGPU Space (the platform sets SPACES_ZERO_GPU)."""
+    return os.environ.get("SPACES_ZERO_GPU", "").lower() in ("1", "true", "yes")
+
+
+@functools.lru_cache(maxsize=1)
+def spaces_module():
+    """The `spaces` package, or None when it is not installed. Imported once.
+
+    On ZeroGPU it must be imported before CUDA is first queried (it patches torch so that models moved to "cuda"
+    at start-up land on the GPU each call borrows): `playground.ui.common` calls this before it picks the device.
+    """
+    try:
+        module = importlib.import_module("spaces")
+    except ImportError:
+        return None
+    log.info("spaces %s found%s", getattr(module, "__version__", "?"), ": ZeroGPU" if on_zero_gpu() else "")
+    return module
+
+
+def _duration_rule(fn: Callable, rule: int | float | Callable[[dict], float] | None) -> Callable[..., int]:
+    """A callable with fn's signature (what spaces.GPU calls) that applies `rule` to the named arguments."""
+    signature = inspect.signature(fn)
+
+    def duration(*args, **kwargs) -> int:
+        seconds = DEFAULT_DURATION
+        if rule is not None and not callable(rule):
+            seconds = rule
+        elif rule is not None:
+            try:
+                bound = signature.bind(*args, **kwargs)
+                bound.apply_defaults()
+                seconds = rule(bound.arguments)
+            except (TypeError, ValueError, KeyError, AttributeError) as exc:  # the handler reports bad input itself
+                log.debug("duration of %s: %s; using %d s", fn.__name__, exc, DEFAULT_DURATION)
+        return int(min(MAX_DURATION, max(MIN_DURATION, float(seconds))))
+
+    return duration
+
+
+def gpu(fn: Callable | None = None, *, duration: int | float | Callable[[dict], float] | None = None) -> Any:
+    """Decorator: `@gpu(duration=lambda a: 10 + a["steps"])` or `@gpu`. See the module docstring."""
+    if fn is None:
+        return functools.partial(gpu, duration=duration)
+    rule = _duration_rule(fn, duration)
+    fn.gpu_duration = rule  # kept on the plain function: functools.wraps copies it onto any wrapper
+    spaces = spaces_module()
+    if spaces is None:
+        return fn
+    return spaces.GPU(fn, duration=rule)
+
+
+def number(args: dict, name: str, default: float = 0.0) -> float:
+    """A handler argument as a float (a Gradio number or slider value), or `default` when it is not one."""
+    try:
+        return float(args.get(name, default))
+    except (TypeError, ValueError):
+        return default

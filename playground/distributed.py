@@ -57,7 +57,8 @@ class Dist:
 
     @property
     def enabled(self) -> bool:
-        return self.world_size > 1
+        """A process group is up (and the model is DDP-wrapped for training)."""
+        return self.backend is not None
 
     @property
     def main(self) -> bool:
@@ -100,9 +101,11 @@ def setup(device: torch.device) -> Dist:
     `device` is what the command asked for (`--device`, already resolved): a CUDA device becomes cuda:LOCAL_RANK
     with NCCL (one GPU per rank), anything else stays as it is with gloo. Alone (WORLD_SIZE 1), nothing starts and
     `device` is returned unchanged. Ranks other than 0 log warnings only, so the console shows one copy of the run.
+    PLAYGROUND_DDP=1 starts the group and DDP even for one rank (`torchrun --nproc_per_node=1`): the NCCL/DDP
+    machinery can then be checked on a single GPU, with the numbers of a plain run.
     """
     r, local, world = env_ranks()
-    if world <= 1:
+    if world <= 1 and os.environ.get("PLAYGROUND_DDP") != "1":
         return Dist(device=device)
     if not dist.is_available():
         raise ValueError("this PyTorch build has no torch.distributed: run without torchrun")

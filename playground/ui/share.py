@@ -60,7 +60,7 @@ def register(ctx: common.TabContext, tab: str, components: dict[str, gr.componen
             raise ValueError(f"link key {key!r} must be lower_snake_case and not 'tab' or 'instructor'")
     ctx.shared[tab] = dict(components)
     with gr.Row(elem_classes=["pg-share"]):
-        btn = gr.Button("🔗 Copy link", size="sm", scale=0, min_width=120, elem_id=f"{tab}-copy-link")
+        btn = gr.Button("Copy link", size="sm", scale=0, min_width=120, elem_id=f"{tab}-copy-link")
         box = gr.Textbox(
             show_label=False,
             placeholder="a link to this tab with these inputs appears here",

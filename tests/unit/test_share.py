@@ -44,3 +44,21 @@ def test_presets_are_valid_links():
     for label, query in share.PRESETS.items():
         params = dict(parse_qsl(query))
         assert params["tab"] in share.TAB_IDS, label
+
+
+def test_table_to_csv(tmp_path):
+    import csv
+
+    import pandas as pd
+
+    from playground.ui import common
+
+    for value in (
+        {"headers": ["step", "loss"], "data": [[1, 2.5], [2, 2.25]]},
+        pd.DataFrame({"step": [1, 2], "loss": [2.5, 2.25]}),
+    ):
+        with open(common.table_to_csv(value), newline="") as f:
+            rows = list(csv.reader(f))
+        assert rows[0] == ["step", "loss"] and [float(x) for x in rows[2]] == [2.0, 2.25]
+    with pytest.raises(ValueError):
+        common.table_to_csv({"headers": ["a"], "data": []})

@@ -419,8 +419,6 @@ def check_source(source, allow_local: bool | None = None, extra_names: tuple[str
     if text in BUNDLED or text in extra_names:
         return text
     allow = LIMITS.allow_local_paths if allow_local is None else allow_local
-    if allow:
-        return text
     if "\x00" in text or len(text) > 300:
         raise ValueError(f"{text[:60]!r}... is not a bundled name or a Hub id like 'org/name'")
     on_disk = text.startswith((".", "/", "~", "\\")) or re.match(r"^[A-Za-z]:", text) is not None
@@ -428,6 +426,8 @@ def check_source(source, allow_local: bool | None = None, extra_names: tuple[str
         on_disk = on_disk or Path(text).expanduser().exists()
     except OSError:  # e.g. a name too long for the file system
         on_disk = True
+    if on_disk and allow:
+        return text  # the loader says if it is not a model folder
     if on_disk:
         raise ValueError(f"{text!r}: {LOCAL_OFF}")
     parse_hub_id(text)  # URLs, '..', spaces: a clear ValueError

@@ -287,7 +287,7 @@ def _pieces(tokenizer, ids: list[int]) -> list[str]:
     return out
 
 
-def attention_views(run: Run | None, prompt: str, layer) -> tuple[Image.Image | None, Image.Image | None]:
+def attention_views(run: Run | None, prompt: str, layer) -> tuple[str | None, str | None]:
     """The grid of every map, and the chosen layer's head average labelled with the prompt's tokens."""
     if run is None:
         return None, None
@@ -304,7 +304,34 @@ def attention_views(run: Run | None, prompt: str, layer) -> tuple[Image.Image | 
     n_layers = maps.shape[0]
     layer = min(max(int(layer or n_layers), 1), n_layers)
     title = f"layer {layer}, average of {maps.shape[1]} heads, step {run.state.step}"
-    return attention_grid(maps), labelled_map(maps[layer - 1].mean(0), _pieces(run.tokenizer, ids), title)
+    return _png(attention_grid(maps)), _png(labelled_map(maps[layer - 1].mean(0), _pieces(run.tokenizer, ids), title))
+
+
+_PNG_DIR = Path(tempfile.gettempdir()) / "pg-attention-maps"
+
+
+def _png(img: Image.Image) -> str:
+    """The image as a PNG file named by its content, written whole then renamed.
+
+    Gradio saves a returned PIL image under a content-hash name with a plain write, so when two learners get
+    identical maps at once one request can serve the file while the other rewrites it (the load test saw
+    "Too little data for declared Content-Length"). A finished file path is copied into Gradio's cache atomically.
+    """
+    import hashlib
+    import io
+    import os
+
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    data = buf.getvalue()
+    _PNG_DIR.mkdir(parents=True, exist_ok=True)
+    path = _PNG_DIR / f"{hashlib.sha256(data).hexdigest()[:32]}.png"
+    if not path.exists():
+        fd, tmp = tempfile.mkstemp(dir=_PNG_DIR, suffix=".tmp")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    return str(path)
 
 
 # ---------------------------------------------------------------------------------------------- handlers

@@ -1,0 +1,76 @@
+"""A lighter load test in the suite (the full one is `python -m playground loadtest`): 6 concurrent learners for
+about 20 s against their own server, in two rounds of fresh learners.
+
+Checks: no failed request, each learner's trained model stays its own (its Train tab shows its own step count),
+the queue reports positions, resident memory stays bounded; and, on a second server with a 5-second session time
+to live and local folders off (as on a public Space), that state expires and local folders are refused.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from playground import loadtest
+from tests.conftest import start_app, stop_app
+
+TTL = 5
+
+
+@pytest.fixture(scope="module")
+def busy_app():
+    proc, url = start_app({"PLAYGROUND_SESSION_TTL_SECONDS": "120"})
+    yield proc, url
+    stop_app(proc)
+
+
+@pytest.fixture(scope="module")
+def public_app():
+    proc, url = start_app({"PLAYGROUND_SESSION_TTL_SECONDS": str(TTL), "PLAYGROUND_ALLOW_LOCAL_PATHS": "0"})
+    yield proc, url
+    stop_app(proc)
+
+
+def test_six_learners_at_once(busy_app):
+    proc, url = busy_app
+    cfg = loadtest.LoadConfig(sessions=6, seconds=20, rounds=2, ttl=120)
+    results = loadtest.Results()
+    peaks = []
+    for _ in range(cfg.rounds):
+        learners = loadtest.run_round(url, cfg, cfg.seconds / cfg.rounds, results)
+        peaks.append(loadtest.rss_mb(proc.pid))
+    s = results.summary()
+    assert s["n_failures"] == 0, s["failures"]
+    assert s["leaks"] == [], "a learner saw another's model"
+    assert all(lr.steps > 0 for lr in learners), "every learner trained"
+    assert s["max_queue_rank"] >= 1, "the queue reported a waiting position"
+    for name in ("tokenize", "ce_score", "sample_generate", "train_start", "train_stop", "orpo_breakdown"):
+        assert s["endpoints"][name]["n"] >= 1, name
+    assert peaks[-1] < 4096, f"resident memory {peaks} MB"  # bounded; the full loadtest measures reuse
+
+
+def test_session_state_expires(public_app):
+    _, url = public_app
+    learner = loadtest.Learner(url, 0, loadtest.Results())
+    args = list(loadtest.TRAIN)
+    args[1], args[14] = learner.text, 2
+    learner.call("train_start", *args, stream=True)
+    assert loadtest.step_of(learner.call("train_stop")) == 2
+    time.sleep(TTL + 3)  # gradio drops expired state every second
+    assert not loadtest.step_of(learner.call("train_stop")), "the trained model outlived its time to live"
+    assert learner.r.failures == []
+
+
+def test_local_folders_are_off_on_a_public_app(public_app):
+    from gradio_client import Client
+    from gradio_client.exceptions import AppError
+
+    _, url = public_app
+    client = Client(url, verbose=False)
+    for source in ("checkpoints/gpt-tiny", "/etc", "../.."):
+        with pytest.raises(AppError, match="local folders are switched off"):
+            client.predict(source, "hello", api_name="/ce_score")
+    with pytest.raises(AppError, match="local folders are switched off"):
+        client.predict("hello", "checkpoints/tokenizer", "(none)", api_name="/tokenize")
+    assert client.predict("gpt-tiny", "hello there", api_name="/ce_score")  # bundled names still work

@@ -12,8 +12,8 @@ import torch
 import torch.nn as nn
 
 from playground.attention import capture_weights
-from playground.gpt import GPT
-from playground.llama import Transformer
+from playground.gpt import GPT, GPTConfig
+from playground.llama import LlamaConfig, Transformer
 
 
 class ParamCount(NamedTuple):
@@ -38,6 +38,35 @@ def count_params(model: nn.Module) -> ParamCount:
     unique = {id(p): p for p in _embedding_params(model)}  # tied: the same Parameter twice, counted once
     embedding = sum(p.numel() for p in unique.values())
     return ParamCount(total, embedding, total - embedding)
+
+
+def param_count_of(config: GPTConfig | LlamaConfig) -> ParamCount:
+    """The ParamCount a model of `config` would have, from the shapes alone (no tensors built).
+
+    The Train tab shows it live as the knobs move and refuses oversized models with it; building even a
+    meta-device model for that costs seconds (weight init on meta imports torch's compiler stack).
+    A test checks it equals count_params(model) for every preset and for biases/tying on and off.
+    """
+    if isinstance(config, GPTConfig):
+        C, V, L, r = config.n_embd, config.vocab_size, config.n_layer, config.mlp_ratio
+        A = config.n_head * config.head_size  # the concatenated heads' width (378 for the course)
+        b = int(config.bias)
+        block = 2 * 2 * C  # ln_1, ln_2: weight and bias
+        block += C * 3 * A + b * 3 * A + A * C + b * C  # c_attn (q, k, v of every head), c_proj
+        block += C * r * C + b * r * C + r * C * C + b * C  # MLP c_fc, c_proj
+        head = 0 if config.tie_weights else V * C
+        embedding = V * C + config.context_length * C + head
+        non_embedding = L * block + 2 * C + b * V  # + ln_f; the head's bias sits outside the tied matrix
+        return ParamCount(embedding + non_embedding, embedding, non_embedding)
+    D, V, L, F, hd = config.dim, config.vocab_size, config.n_layers, config.ffn_dim, config.head_size
+    H, K = config.n_heads, config.kv_heads
+    block = 2 * D  # attention_norm, ffn_norm
+    block += D * H * hd + 2 * D * K * hd + H * hd * D  # wq, wk, wv, wo
+    block += int(config.attention_bias) * (H * hd + 2 * K * hd + D)
+    block += 3 * D * F + int(config.mlp_bias) * (2 * F + D)  # w1, w3, w2
+    embedding = V * D + (0 if config.tie_word_embeddings else V * D)
+    non_embedding = L * block + D  # + the final norm
+    return ParamCount(embedding + non_embedding, embedding, non_embedding)
 
 
 def context_length(model: nn.Module) -> int:

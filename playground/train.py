@@ -522,6 +522,15 @@ SHAPE_FIELDS = {
 def build_model(arch: str, preset: str, vocab_size: int, **shape) -> nn.Module:
     """A fresh model of `arch` ("gpt" or "llama") from its preset, the recipe's tweaks and `shape` overrides
     (keys of SHAPE_FIELDS: n_layer, n_head, n_embd, context, dropout, tie_weights; None values are ignored)."""
+    import importlib
+
+    config = model_config(arch, preset, vocab_size, **shape)
+    module = importlib.import_module(f"playground.{arch}")
+    return (module.GPT if arch == "gpt" else module.Transformer)(config)
+
+
+def model_config(arch: str, preset: str, vocab_size: int, **shape):
+    """The typed config `build_model` would build (GPTConfig or LlamaConfig), without building anything."""
     import dataclasses
     import importlib
 
@@ -541,9 +550,7 @@ def build_model(arch: str, preset: str, vocab_size: int, **shape) -> nn.Module:
         if field_name is None:
             raise ValueError(f"the {arch} model has no {key} setting")
         overrides[field_name] = value
-    config = dataclasses.replace(base, vocab_size=vocab_size, **overrides)
-    model_class = module.GPT if arch == "gpt" else module.Transformer
-    return model_class(config)
+    return dataclasses.replace(base, vocab_size=vocab_size, **overrides)
 
 
 # ----------------------------------------------------------------------------------------------- CLI

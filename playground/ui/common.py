@@ -11,6 +11,7 @@ from typing import Any
 import gradio as gr
 
 from playground import ASSETS, LESSONS, spaces_support
+from playground.device import pick_device
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,9 @@ TRAINED = "my model (Train tab)"  # the choice that means "the model this learne
 spaces_support.spaces_module()
 gpu = spaces_support.gpu
 gpu_seconds = spaces_support.number  # a handler argument as seconds-relevant number
+
+# Where the app runs its models: cuda > mps > cpu, or $PLAYGROUND_DEVICE. Shared models load there once.
+DEVICE = pick_device()
 
 
 @dataclass
@@ -125,7 +129,7 @@ def shared_bundle(source: str):
     key = checkpoints.check_source(source)  # bundled / Hub id; local folders only if allowed (one policy)
     with _CACHE_LOCK:
         if key not in _CACHE:
-            bundle = checkpoints.load(key, local=LIMITS.allow_local_paths)
+            bundle = checkpoints.load(key, device=str(DEVICE), local=LIMITS.allow_local_paths)
             bundle.model.eval()
             _CACHE[key] = bundle
             if len(_CACHE) > 6:  # keep memory bounded on a small Space: forget the oldest Hub model

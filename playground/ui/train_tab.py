@@ -90,9 +90,8 @@ def _preset_name(preset: str) -> str:
 
 def _build(arch: str, preset: str, shape: dict, vocab_size: int) -> torch.nn.Module:
     """A fresh model, refused (ValueError) if it is bigger than this machine lets a learner train."""
-    with torch.device("meta"):  # count first: no memory for a model we will refuse
-        meta = train.build_model(arch, _preset_name(preset), vocab_size, **shape)
-    n = introspect.count_params(meta).total
+    # count first, from the shapes alone: no memory (and no seconds) spent on a model we will refuse
+    n = introspect.param_count_of(train.model_config(arch, _preset_name(preset), vocab_size, **shape)).total
     if n > LIMITS.max_train_params:
         raise ValueError(
             f"This model has {n / 1e6:.1f}M parameters; the limit here is {LIMITS.max_train_params / 1e6:.0f}M."
@@ -518,11 +517,10 @@ def param_info(arch, preset, n_layer, n_head, n_embd, context) -> str:
     """The parameter count of the knobs' model, shown live (a message instead of an error while typing)."""
     try:
         shape = _shape(arch, n_layer, n_head, n_embd, context)
-        with torch.device("meta"):
-            model = train.build_model(arch, _preset_name(preset), _tokenizer().vocab_size, **shape)
+        config = train.model_config(arch, _preset_name(preset), _tokenizer().vocab_size, **shape)
     except (ValueError, TypeError) as exc:
         return f"<span class='pg-bad' id='train-params-inner'>{html.escape(str(exc))}</span>"
-    count = introspect.count_params(model)
+    count = introspect.param_count_of(config)
     warn = " (over this machine's training limit)" if count.total > LIMITS.max_train_params else ""
     return f"<span id='train-params-inner' data-params='{count.total}'>{html.escape(count.describe())}{warn}</span>"
 

@@ -12,13 +12,17 @@ What this module does instead (the same function, proven equal in tests/unit/tes
   SwiGLU gate and up projections one matrix (w1|w3): fewer, larger matrix-vector products. They are COPIES
   made when the decoder is built: a decoder is a snapshot of the model, built per generation.
 - A static KV cache: per layer [B, nkv, L, hs] allocated once, and the position as a DEVICE tensor.
-  A step writes its keys at `pos` (index_copy_), attends over all L slots with a mask (slot <= pos), and
+  A step writes its keys at `pos` (index_put_), attends over all L slots with a mask (slot <= pos), and
   gathers the RoPE angles at `pos`: every shape is the same at every step, nothing is allocated anew.
-- On CUDA: each layer's step compiled with torch.compile (inductor fuses the norm/RoPE/SiLU element-wise
-  work) and the whole step, greedy argmax included, captured in a torch.cuda.CUDAGraph and replayed.
-  The chosen token is written back into the graph's input on the device, and read by the host one step
-  late, so the GPU never waits for Python. Never compiled or captured on ZeroGPU (SPACES_ZERO_GPU set),
-  where each call may get a different GPU.
+- Attention in the model's dtype: by default one SDPA kernel over the grouped query rows (the r query heads
+  sharing a k/v head become r*T rows of one "head", so the cache is never copied r times) with an additive
+  bias made once per step; or (attn="matmul") two products in the cache's dtype and a float32 softmax.
+- On CUDA: the WHOLE step (every layer, final norm, output, greedy argmax) compiled with torch.compile as
+  one graph (inductor fuses the norm/RoPE/SiLU/residual work, also across layer boundaries) and captured
+  in a torch.cuda.CUDAGraph that is replayed. The chosen token is written back into the graph's input and
+  into a token history on the device; the host reads the history in chunks (1, 2, 4, ... 16 tokens), one
+  chunk behind, so the GPU never waits for Python. Never compiled or captured on ZeroGPU (SPACES_ZERO_GPU
+  set), where each call may get a different GPU.
 - On the CPU: plain eager under inference_mode, the same static step. Decoding there is bound by memory
   bandwidth (bench.py prints the limit beside the figures).
 
@@ -61,15 +65,39 @@ def supports(model: torch.nn.Module) -> bool:
 def grouped_attention(q, k_cache, v_cache, mask, scale: float) -> torch.Tensor:
     """Causal attention of q [B, nh, T, hs] over ALL L cache slots [B, nkv, L, hs]; mask [T, L] is True
     where a query may look (slot <= its position). Query heads g*r .. g*r+r-1 share k/v head g (the order
-    of llama.repeat_kv), so we group them instead of copying the keys r times. Scores and softmax in float32."""
+    of llama.repeat_kv), so we group them instead of copying the keys r times. The two products run in the
+    cache's dtype (bf16 on a GPU: casting the whole cache to float32 every step cost a copy and an fp32 GEMM
+    per layer); only the softmax is float32."""
     B, nh, T, hs = q.shape
     nkv, L = k_cache.shape[1], k_cache.shape[2]
     r = nh // nkv
     qg = q.reshape(B, nkv, r * T, hs)  # (B, nkv, r*T, hs): rows ordered (head in group, query)
-    scores = (qg.float() @ k_cache.float().transpose(-2, -1)) * scale  # (B, nkv, r*T, L)
+    scores = (qg @ k_cache.transpose(-2, -1)).float() * scale  # (B, nkv, r*T, L)
     scores = scores.view(B, nkv, r, T, L).masked_fill(~mask, float("-inf"))  # mask (T, L) broadcasts
     weights = F.softmax(scores, dim=-1).to(v_cache.dtype).view(B, nkv, r * T, L)
     return (weights @ v_cache).view(B, nh, T, hs)  # (B, nkv, r*T, L) @ (B, nkv, L, hs) -> (B, nh, T, hs)
+
+
+def attention_bias(mask: torch.Tensor, r: int, dtype: torch.dtype) -> torch.Tensor:
+    """The bool mask [T, L] as SDPA's additive bias [r*T, L] (0 where allowed, -inf elsewhere), its rows
+    repeated for the r query heads of a group (row j*T + t is head j of the group, query t). Made once per
+    step and shared by every layer."""
+    bias = torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(~mask, float("-inf"))
+    return bias.repeat(r, 1)  # (r*T, L)
+
+
+def sdpa_grouped_attention(q, k_cache, v_cache, bias, scale: float) -> torch.Tensor:
+    """grouped_attention in ONE fused kernel: PyTorch's scaled_dot_product_attention over the grouped query
+    rows [B, nkv, r*T, hs] with the additive bias [r*T, L] from attention_bias (no k/v copies, no fp32
+    cache). The same function: tests compare the two."""
+    B, nh, T, hs = q.shape
+    nkv = k_cache.shape[1]
+    qg = q.reshape(B, nkv, (nh // nkv) * T, hs)  # (B, nkv, r*T, hs)
+    y = F.scaled_dot_product_attention(qg, k_cache, v_cache, attn_mask=bias, scale=scale)  # (B, nkv, r*T, hs)
+    return y.view(B, nh, T, hs)
+
+
+ATTENTION = {"sdpa": sdpa_grouped_attention, "matmul": grouped_attention}
 
 
 def _rms(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
@@ -78,9 +106,10 @@ def _rms(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
     return weight * (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)).type_as(x)
 
 
-def llama_layer(h, w: tuple, k_cache, v_cache, cos, sin, idx, mask, dims: tuple) -> torch.Tensor:
+def llama_layer(h, w: tuple, k_cache, v_cache, cos, sin, idx, mask, dims: tuple, attend=grouped_attention):
     """One Llama block for the T new tokens h [B, T, C] at positions idx [T]; writes their k/v into the cache.
-    w = (attention_norm, wqkv, bqkv, wo, bo, ffn_norm, w13, b13, w2, b2); dims = (nh, nkv, hs, eps)."""
+    w = (attention_norm, wqkv, bqkv, wo, bo, ffn_norm, w13, b13, w2, b2); dims = (nh, nkv, hs, eps);
+    attend: grouped_attention (mask: bool [T, L]) or sdpa_grouped_attention (mask: attention_bias)."""
     attn_norm, wqkv, bqkv, wo, bo, ffn_norm, w13, b13, w2, b2 = w
     nh, nkv, hs, eps = dims
     B, T, _ = h.shape
@@ -90,15 +119,15 @@ def llama_layer(h, w: tuple, k_cache, v_cache, cos, sin, idx, mask, dims: tuple)
     k = k.view(B, T, nkv, hs).transpose(1, 2)  # (B, nkv, T, hs)
     v = v.view(B, T, nkv, hs).transpose(1, 2)  # (B, nkv, T, hs)
     q, k = apply_rotary_emb(q, k, cos, sin)  # llama.py's own rotation: same numbers
-    k_cache.index_copy_(2, idx, k)  # slots idx <- the new keys; static shapes, no host-side position
-    v_cache.index_copy_(2, idx, v)
-    y = grouped_attention(q, k_cache, v_cache, mask, 1.0 / math.sqrt(hs))  # (B, nh, T, hs)
+    k_cache[:, :, idx] = k  # slots idx <- the new keys; static shapes, no host-side position. index_put_:
+    v_cache[:, :, idx] = v  # inductor writes it in place (a functional index_copy may copy the whole cache)
+    y = attend(q, k_cache, v_cache, mask, 1.0 / math.sqrt(hs))  # (B, nh, T, hs)
     h = h + F.linear(y.transpose(1, 2).reshape(B, T, nh * hs), wo, bo)  # (B, T, C)
     gate, up = F.linear(_rms(h, ffn_norm, eps), w13, b13).chunk(2, dim=-1)  # (B, T, H) each: w1 x and w3 x
     return h + F.linear(F.silu(gate) * up, w2, b2)  # SwiGLU, (B, T, C)
 
 
-def gpt_layer(h, w: tuple, k_cache, v_cache, cos, sin, idx, mask, dims: tuple) -> torch.Tensor:
+def gpt_layer(h, w: tuple, k_cache, v_cache, cos, sin, idx, mask, dims: tuple, attend=grouped_attention):
     """One GPT block (pre-LayerNorm, fused c_attn, GELU MLP); cos/sin unused (GPT adds learned positions).
     w = (ln_1 w, b, c_attn w, b, attn c_proj w, b, ln_2 w, b, c_fc w, b, mlp c_proj w, b); dims = (nh, nh, hs, eps)."""
     ln1w, ln1b, aw, ab, pw, pb, ln2w, ln2b, fw, fb, mw, mb = w
@@ -106,9 +135,9 @@ def gpt_layer(h, w: tuple, k_cache, v_cache, cos, sin, idx, mask, dims: tuple) -
     B, T, C = h.shape
     q, k, v = F.linear(F.layer_norm(h, (C,), ln1w, ln1b, eps), aw, ab).split(nh * hs, dim=-1)  # 3 x (B, T, A)
     q = q.view(B, T, nh, hs).transpose(1, 2)  # (B, nh, T, hs)
-    k_cache.index_copy_(2, idx, k.view(B, T, nh, hs).transpose(1, 2))
-    v_cache.index_copy_(2, idx, v.view(B, T, nh, hs).transpose(1, 2))
-    y = grouped_attention(q, k_cache, v_cache, mask, 1.0 / math.sqrt(hs))  # (B, nh, T, hs)
+    k_cache[:, :, idx] = k.view(B, T, nh, hs).transpose(1, 2)  # (B, nh, T, hs) into slots idx
+    v_cache[:, :, idx] = v.view(B, T, nh, hs).transpose(1, 2)
+    y = attend(q, k_cache, v_cache, mask, 1.0 / math.sqrt(hs))  # (B, nh, T, hs)
     h = h + F.linear(y.transpose(1, 2).reshape(B, T, nh * hs), pw, pb)  # (B, T, C)
     x = F.layer_norm(h, (C,), ln2w, ln2b, eps)
     return h + F.linear(F.gelu(F.linear(x, fw, fb)), mw, mb)  # (B, T, C) -> (B, T, rC) -> (B, T, C)
@@ -143,17 +172,52 @@ def _gpt_weights(model: GPT) -> list[tuple]:
     return out
 
 
-# ------------------------------------------------------------------------------- compiled layer steps
+# ------------------------------------------------------------------------------------- the whole step
+def forward_tokens(m, arch: str, tokens, pos, tables: tuple, weights: list, ks: list, vs: list, dims: tuple,
+                   attend, layer) -> torch.Tensor:  # fmt: skip
+    """tokens [B, T] at positions pos..pos+T-1 -> logits [B, V] of the last one; advances pos (a device
+    tensor) by T. tables = (cos, sin [L, hs], slots [L]); layer = llama_layer or gpt_layer."""
+    cos_all, sin_all, slots = tables
+    T = tokens.shape[1]
+    idx = pos + torch.arange(T, device=tokens.device)  # (T,) positions of the new tokens
+    mask = slots[None, :] <= idx[:, None]  # (T, L): causal, and hides slots not yet written
+    cos, sin = cos_all.index_select(0, idx), sin_all.index_select(0, idx)  # (T, hs) each
+    if arch == "llama":
+        h = F.embedding(tokens, m.tok_embeddings.weight)  # (B, T, C)
+    else:
+        h = F.embedding(tokens, m.wte.weight) + F.embedding(idx, m.wpe.weight)  # (B, T, C) + (T, C)
+    if attend is sdpa_grouped_attention:
+        mask = attention_bias(mask, dims[0] // dims[1], h.dtype)  # (r*T, L), once for all layers
+    for i in range(len(weights)):
+        h = layer(h, weights[i], ks[i], vs[i], cos, sin, idx, mask, dims, attend)
+    pos.add_(T)
+    h = h[:, -1]  # (B, C): only the last position's logits are needed to pick the next token
+    if arch == "llama":
+        return m.output(m.norm(h))  # (B, V)
+    return m.lm_head(m.ln_f(h))  # (B, V)
+
+
+def step_body(m, arch: str, tok, pos, tables, weights, ks, vs, dims, attend, layer, hist) -> torch.Tensor:
+    """One decode step of the token in tok [B, 1] -> logits [B, V]. The greedy choice goes back into tok (the
+    next step's input) and into hist[:, pos] (every token so far, read by the host in chunks): nothing
+    leaves the device, so steps can be replayed back to back."""
+    logits = forward_tokens(m, arch, tok, pos, tables, weights, ks, vs, dims, attend, layer)
+    choice = logits.argmax(-1, keepdim=True)  # (B, 1)
+    tok.copy_(choice)
+    hist[:, pos.view(1)] = choice  # pos has advanced: the slot of the token just chosen
+    return logits
+
+
 _COMPILED: dict[str, object] = {}
 
 
-def _compiled(name: str):
-    """torch.compile of a layer function, made once per process: every layer (same shapes) and every later
-    decoder reuses the same kernels. dynamic=False: decode shapes never change, so no symbolic shapes."""
-    if name not in _COMPILED:
-        fn = {"llama": llama_layer, "gpt": gpt_layer}[name]
-        _COMPILED[name] = torch.compile(fn, dynamic=False, fullgraph=True)
-    return _COMPILED[name]
+def _compiled_step():
+    """torch.compile of the WHOLE step (all layers, final norm, output, argmax) as one graph, made once per
+    process: inductor fuses across layer boundaries (residual add + the next layer's norm, RoPE + the cache
+    write, the bias) which per-layer compilation could not. dynamic=False: decode shapes never change."""
+    if "step" not in _COMPILED:
+        _COMPILED["step"] = torch.compile(step_body, dynamic=False, fullgraph=True)
+    return _COMPILED["step"]
 
 
 # ------------------------------------------------------------------------------------------- decoder
@@ -163,16 +227,20 @@ class FastDecoder:
     `prefill(ids [B, T])` runs the prompt (eager) and returns the last position's logits [B, V];
     `step(tokens [B] or None)` feeds one token per row and returns the next logits [B, V] (None: feed the
     greedy choice of the previous step, already on the device). `mode` says what runs a step:
-    "eager", "compiled", "cuda-graph" or "compiled+cuda-graph".
+    "eager", "compiled", "cuda-graph" or "compiled+cuda-graph"; `attn` which attention ran ("sdpa": one
+    fused kernel over the grouped heads; "matmul": two products in the cache dtype, softmax in float32).
+    `hist[:, i]` is the greedy choice made after position i-1 (prefill and every step write it).
     """
 
     def __init__(self, model, max_len: int, batch_size: int = 1, compile: bool | None = None,
-                 cuda_graph: bool | None = None):  # fmt: skip
+                 cuda_graph: bool | None = None, attn: str = "sdpa"):  # fmt: skip
         if not supports(model):
             raise ValueError(f"FastDecoder decodes playground GPT and Llama models, not {type(model).__name__}")
         if batch_size < 1 or max_len < 1:
             raise ValueError(f"batch_size and max_len must be >= 1, got {batch_size}, {max_len}")
-        self.model, self.arch = model, "llama" if isinstance(model, Transformer) else "gpt"
+        if attn not in ATTENTION:
+            raise ValueError(f"attn must be one of {sorted(ATTENTION)}, got {attn!r}")
+        self.model, self.arch, self.attn = model, "llama" if isinstance(model, Transformer) else "gpt", attn
         c = model.config
         limit = c.max_seq_len if self.arch == "llama" else c.context_length
         if max_len > limit:
@@ -185,70 +253,49 @@ class FastDecoder:
         self.compile = on_cuda if compile is None else bool(compile) and not zero_gpu()
         self.graph = None
         want_graph = on_cuda if cuda_graph is None else bool(cuda_graph) and on_cuda
-        self.layer_fn = self._plain_layer
-        if self.compile:
-            self.layer_fn = _compiled(self.arch)
+        self.step_fn = _compiled_step() if self.compile else step_body
         if want_graph:
             self._capture()
         self.mode = "+".join(m for m, on in (("compiled", self.compile), ("cuda-graph", self.graph)) if on) or "eager"
 
     def _setup(self, c) -> None:
         if self.arch == "llama":
-            self.weights, self._plain_layer = _llama_weights(self.model), llama_layer
+            self.weights, self.layer = _llama_weights(self.model), llama_layer
             self.dims, nkv, hs = (c.n_heads, c.kv_heads, c.head_size, c.norm_eps), c.kv_heads, c.head_size
             cos, sin = self.model.rope_tables(self.device)  # float32 [max_seq_len, hs]
-            self.cos, self.sin = cos[: self.L], sin[: self.L]
+            cos, sin = cos[: self.L], sin[: self.L]
         else:
-            self.weights, self._plain_layer = _gpt_weights(self.model), gpt_layer
+            self.weights, self.layer = _gpt_weights(self.model), gpt_layer
             eps = self.model.h[0].ln_1.eps
             self.dims, nkv, hs = (c.n_head, c.n_head, c.head_size, eps), c.n_head, c.head_size
-            self.cos = self.sin = torch.zeros(self.L, 1, device=self.device)  # unused; keeps one signature
+            cos = sin = torch.zeros(self.L, 1, device=self.device)  # unused; keeps one signature
         shape = (self.B, nkv, self.L, hs)
         self.k = [torch.zeros(shape, dtype=self.dtype, device=self.device) for _ in self.weights]
         self.v = [torch.zeros(shape, dtype=self.dtype, device=self.device) for _ in self.weights]
         self.pos = torch.zeros((), dtype=torch.long, device=self.device)  # where the next token goes, on device
-        self.slots = torch.arange(self.L, device=self.device)  # (L,)
+        self.tables = (cos, sin, torch.arange(self.L, device=self.device))  # slots (L,)
         self.tok = torch.zeros(self.B, 1, dtype=torch.long, device=self.device)  # the graph's input token
+        self.hist = torch.zeros(self.B, self.L + 1, dtype=torch.long, device=self.device)  # greedy choices
         self.n = 0  # tokens fed so far, counted on the host (bounds checks without reading `pos` back)
 
-    # ---------------------------------------------------------------------------------- one forward
-    def _forward(self, tokens: torch.Tensor, layer_fn) -> torch.Tensor:
-        """tokens [B, T] at positions pos..pos+T-1 -> logits [B, V] of the last one; advances pos by T."""
-        T = tokens.shape[1]
-        idx = self.pos + torch.arange(T, device=self.device)  # (T,) positions of the new tokens
-        mask = self.slots[None, :] <= idx[:, None]  # (T, L): causal, and hides slots not yet written
-        cos, sin = self.cos.index_select(0, idx), self.sin.index_select(0, idx)  # (T, hs) each
-        m = self.model
-        if self.arch == "llama":
-            h = F.embedding(tokens, m.tok_embeddings.weight)  # (B, T, C)
-        else:
-            h = F.embedding(tokens, m.wte.weight) + F.embedding(idx, m.wpe.weight)  # (B, T, C) + (T, C)
-        for w, kc, vc in zip(self.weights, self.k, self.v, strict=True):
-            h = layer_fn(h, w, kc, vc, cos, sin, idx, mask, self.dims)
-        self.pos.add_(T)
-        h = h[:, -1]  # (B, C): only the last position's logits are needed to pick the next token
-        if self.arch == "llama":
-            return m.output(m.norm(h))  # (B, V)
-        return m.lm_head(m.ln_f(h))  # (B, V)
-
-    def _graph_body(self) -> None:
-        self.logits = self._forward(self.tok, self.layer_fn)  # (B, V)
-        self.tok.copy_(self.logits.argmax(-1, keepdim=True))  # the greedy choice becomes the next input
+    def _body(self) -> None:
+        self.logits = self.step_fn(self.model, self.arch, self.tok, self.pos, self.tables, self.weights, self.k,
+                                   self.v, self.dims, ATTENTION[self.attn], self.layer, self.hist)  # fmt: skip
 
     def _capture(self) -> None:
-        """Record one step as a CUDA graph; if that fails with the compiled layers, retry with the plain
-        ones; if it fails again, decode eagerly (logged), rather than fail the generation."""
-        for attempt in ("compiled", "plain"):
-            if attempt == "plain" and self.layer_fn is not self._plain_layer:
-                self.compile, self.layer_fn = False, self._plain_layer
-            elif attempt == "plain":
-                return
+        """Record one step as a CUDA graph. If that fails, retry with the matmul attention, then with the plain
+        (not compiled) step; if every try fails, decode eagerly (logged) rather than fail the generation."""
+        tries = [(self.compile, self.attn), (self.compile, "matmul"), (False, "matmul")]
+        for compiled, attn in dict.fromkeys(tries):  # in order, without repeats
+            self.compile, self.attn = compiled, attn
+            self.step_fn = _compiled_step() if compiled else step_body
             try:
                 self.graph = self._record()
                 return
             except Exception as err:  # noqa: BLE001 - e.g. no triton, or a kernel that cannot be captured
-                kind = "compiled" if self.compile else "plain"
-                log.warning("CUDA graph capture (%s layers) failed: %s: %s", kind, type(err).__name__, err)
+                kind = "compiled" if compiled else "plain"
+                log.warning("CUDA graph capture (%s step, %s attention) failed: %s: %s", kind, attn,
+                            type(err).__name__, err)  # fmt: skip
                 self.graph = None
                 with torch.inference_mode():
                     self.pos.zero_()
@@ -261,12 +308,12 @@ class FastDecoder:
         side.wait_stream(torch.cuda.current_stream(self.device))
         with torch.cuda.stream(side):
             for _ in range(3):
-                self._graph_body()
+                self._body()
         torch.cuda.current_stream(self.device).wait_stream(side)
         self.pos.zero_()
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
-            self._graph_body()
+            self._body()
         self.pos.zero_()
         return graph
 
@@ -288,8 +335,11 @@ class FastDecoder:
         if ids.dim() != 2 or ids.shape[0] != self.B:
             raise ValueError(f"prefill takes ids [B={self.B}, T], got shape {tuple(ids.shape)}")
         self._room(ids.shape[1])
-        logits = self._forward(ids.to(self.device), self._plain_layer)
-        self.tok.copy_(logits.argmax(-1, keepdim=True))
+        logits = forward_tokens(self.model, self.arch, ids.to(self.device), self.pos, self.tables, self.weights,
+                                self.k, self.v, self.dims, ATTENTION[self.attn], self.layer)  # fmt: skip
+        choice = logits.argmax(-1, keepdim=True)  # (B, 1)
+        self.tok.copy_(choice)
+        self.hist[:, self.pos.view(1)] = choice
         return logits
 
     @torch.inference_mode()
@@ -302,38 +352,52 @@ class FastDecoder:
         if self.graph is not None:
             self.graph.replay()
             return self.logits
-        self._graph_body()
+        self._body()
         return self.logits
 
 
 # ------------------------------------------------------------------------------------------ generation
-def greedy(decoder: FastDecoder, prompt: torch.Tensor, max_new_tokens: int) -> Iterator[int]:
-    """Greedy tokens after prompt [1, T], yielded one by one. The host reads token i while the device is
-    already computing token i+1 (the choice never leaves the device), so streaming costs no idle GPU time."""
+def greedy(decoder: FastDecoder, prompt: torch.Tensor, max_new_tokens: int, chunk: int = 16) -> Iterator[int]:
+    """Greedy tokens after prompt [1, T], yielded one by one. The choices never leave the device between
+    steps (each step feeds the last argmax and records it in decoder.hist); the host reads them back in
+    chunks of 1, 2, 4, ... up to `chunk` tokens, each chunk only after the next one is queued, so the GPU
+    never waits for Python and there is no sync per token. The first token still comes at once."""
     if max_new_tokens <= 0:
         return
     decoder.reset()
-    logits = decoder.prefill(prompt)
-    cuda = decoder.device.type == "cuda"
-    host = torch.empty(max_new_tokens, dtype=torch.long, pin_memory=cuda)
-    ready: list = []
-    for i in range(max_new_tokens):
-        if i > 0:
-            logits = decoder.step(None)
-        with torch.inference_mode():
-            host[i].copy_(decoder.tok[0, 0], non_blocking=cuda)
-        if cuda:
-            event = torch.cuda.Event()
-            event.record()
-            ready.append(event)
-        if i > 0:
-            if cuda:
-                ready[i - 1].synchronize()
-            yield int(host[i - 1])
-    if cuda:
-        ready[-1].synchronize()
-    yield int(host[max_new_tokens - 1])
-    del logits
+    decoder.prefill(prompt)
+    start, size = prompt.shape[1], 1
+    pending = _read_back(decoder, start, 1)  # token 0 comes from the prefill
+    made = 1
+    while made < max_new_tokens:
+        k = min(size, max_new_tokens - made)
+        for _ in range(k):
+            decoder.step(None)
+        queued = _read_back(decoder, start + made, k)
+        yield from _tokens(pending)
+        pending, made, size = queued, made + k, min(2 * size, chunk)
+    yield from _tokens(pending)
+
+
+def _read_back(decoder: FastDecoder, first: int, k: int):
+    """Start copying hist[0, first:first+k] to the host: (pinned buffer, event) on CUDA; the ids on the CPU."""
+    with torch.inference_mode():
+        ids = decoder.hist[0, first : first + k]
+        if decoder.device.type != "cuda":
+            return ids.tolist(), None
+        host = torch.empty(k, dtype=torch.long, pin_memory=True)
+        host.copy_(ids, non_blocking=True)
+    event = torch.cuda.Event()
+    event.record()
+    return host, event
+
+
+def _tokens(pending) -> list[int]:
+    values, event = pending
+    if event is None:
+        return values
+    event.synchronize()
+    return values.tolist()
 
 
 def generate(

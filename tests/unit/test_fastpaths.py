@@ -4,11 +4,13 @@
 - decode.FastDecoder's logits == the model's own full forward, position by position (GPT, Llama, GQA, biases)
 - decode.generate's tokens == full recomputation (greedy) and == sampling.generate (greedy and sampled)
 - FastDecoder greedy == transformers' generate on the same weights (an independent reference)
-- the torch.compile'd decode step == the eager one (CPU inductor)
+- the torch.compile'd decode step == the eager one (CPU inductor); SDPA attention == matmul attention;
+  the chunked read-back of greedy() == a step-by-step argmax loop
 """
 
 from __future__ import annotations
 
+import copy
 import time
 
 import pytest
@@ -91,6 +93,58 @@ def test_grouped_attention_equals_repeat_kv_math():
     got = decode.grouped_attention(q, k, v, mask, hs**-0.5)
     want, _ = attention.math_attention(q, repeat_kv(k[:, :, : pos + T], 3), repeat_kv(v[:, :, : pos + T], 3))
     torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("T", [1, 3])
+def test_sdpa_grouped_attention_equals_grouped_matmul(T):
+    """The decoder's one-kernel attention (SDPA over the grouped query rows, additive bias repeated per head
+    of a group) == the written-out grouped attention, for one new token and for a prefill of T."""
+    torch.manual_seed(1)
+    B, nh, nkv, L, hs = 2, 6, 2, 11, 8
+    q = torch.randn(B, nh, T, hs)
+    k, v = torch.randn(B, nkv, L, hs), torch.randn(B, nkv, L, hs)
+    mask = torch.arange(L)[None, :] <= (5 + torch.arange(T))[:, None]  # queries at 5.., later slots garbage
+    want = decode.grouped_attention(q, k, v, mask, hs**-0.5)
+    bias = decode.attention_bias(mask, nh // nkv, q.dtype)
+    assert bias.shape == (3 * T, L) and bias.dtype == q.dtype
+    torch.testing.assert_close(decode.sdpa_grouped_attention(q, k, v, bias, hs**-0.5), want, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["gpt", "llama-gqa"])
+def test_fast_decoder_attention_variants_and_bf16_agree(name):
+    """attn='sdpa' (default) and attn='matmul' give the same logits; in bf16 both stay close to the float32 model
+    (the products run in bf16 now, only the softmax in float32)."""
+    model = MODELS[name]()
+    idx = torch.randint(0, 97, (1, 14))
+    a, b = decode.FastDecoder(model, 16), decode.FastDecoder(model, 16, attn="matmul")
+    assert a.attn == "sdpa" and b.attn == "matmul"
+    torch.testing.assert_close(a.prefill(idx[:, :8]), b.prefill(idx[:, :8]), atol=1e-5, rtol=1e-5)
+    for t in range(8, 14):
+        torch.testing.assert_close(a.step(idx[:, t]), b.step(idx[:, t]), atol=1e-5, rtol=1e-5)
+    with torch.no_grad():
+        want = model(idx)[:, -1]
+    for attn in ("sdpa", "matmul"):
+        dec = decode.FastDecoder(copy.deepcopy(model).to(torch.bfloat16), 16, attn=attn)
+        got = dec.prefill(idx).float()
+        assert ((got - want).abs().max() / want.abs().max()).item() < 3e-2, attn
+    with pytest.raises(ValueError, match="attn"):
+        decode.FastDecoder(model, 16, attn="flash")
+
+
+def test_greedy_chunked_read_back_equals_step_by_step():
+    """greedy() reads the device-side choices back in chunks (1, 2, 4, ... 16): every length gives the tokens
+    of a one-step-at-a-time argmax loop, and decoder.hist holds them after the prompt."""
+    model = MODELS["llama-gqa"]()
+    prompt = torch.tensor([[3, 1, 4, 1, 5]])
+    dec = decode.FastDecoder(model, 48)
+    logits = dec.prefill(prompt)
+    want = []
+    for _ in range(40):
+        want.append(int(logits.argmax(-1)))
+        logits = dec.step(torch.tensor(want[-1:]))
+    for n in (1, 2, 3, 7, 16, 23, 40):
+        assert list(decode.greedy(dec, prompt, n)) == want[:n], n
+    assert dec.hist[0, 5:45].tolist() == want
 
 
 @pytest.mark.parametrize("name", list(MODELS))

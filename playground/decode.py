@@ -247,6 +247,9 @@ class FastDecoder:
             raise ValueError(f"max_len {max_len} is longer than the model's context {limit}")
         p = next(model.parameters())
         self.device, self.dtype, self.B, self.L = p.device, p.dtype, batch_size, max_len
+        # cache slots: max_len rounded up to a multiple of 16 (within the context), so every row of the
+        # attention bias starts 16-aligned, as fused SDPA kernels want; the extra slots are always masked
+        self.slots = min(-(-max_len // 16) * 16, limit)
         with torch.inference_mode():
             self._setup(c)
         on_cuda = self.device.type == "cuda" and not zero_gpu()
@@ -263,19 +266,19 @@ class FastDecoder:
             self.weights, self.layer = _llama_weights(self.model), llama_layer
             self.dims, nkv, hs = (c.n_heads, c.kv_heads, c.head_size, c.norm_eps), c.kv_heads, c.head_size
             cos, sin = self.model.rope_tables(self.device)  # float32 [max_seq_len, hs]
-            cos, sin = cos[: self.L], sin[: self.L]
+            cos, sin = cos[: self.slots], sin[: self.slots]
         else:
             self.weights, self.layer = _gpt_weights(self.model), gpt_layer
             eps = self.model.h[0].ln_1.eps
             self.dims, nkv, hs = (c.n_head, c.n_head, c.head_size, eps), c.n_head, c.head_size
-            cos = sin = torch.zeros(self.L, 1, device=self.device)  # unused; keeps one signature
-        shape = (self.B, nkv, self.L, hs)
+            cos = sin = torch.zeros(self.slots, 1, device=self.device)  # unused; keeps one signature
+        shape = (self.B, nkv, self.slots, hs)
         self.k = [torch.zeros(shape, dtype=self.dtype, device=self.device) for _ in self.weights]
         self.v = [torch.zeros(shape, dtype=self.dtype, device=self.device) for _ in self.weights]
         self.pos = torch.zeros((), dtype=torch.long, device=self.device)  # where the next token goes, on device
-        self.tables = (cos, sin, torch.arange(self.L, device=self.device))  # slots (L,)
+        self.tables = (cos, sin, torch.arange(self.slots, device=self.device))  # slot numbers (L,)
         self.tok = torch.zeros(self.B, 1, dtype=torch.long, device=self.device)  # the graph's input token
-        self.hist = torch.zeros(self.B, self.L + 1, dtype=torch.long, device=self.device)  # greedy choices
+        self.hist = torch.zeros(self.B, self.slots + 1, dtype=torch.long, device=self.device)  # greedy choices
         self.n = 0  # tokens fed so far, counted on the host (bounds checks without reading `pos` back)
 
     def _body(self) -> None:

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import json
 import logging
 import math
@@ -96,6 +97,8 @@ class Bench:
     rows: list[Row] = field(default_factory=list)
     meta: dict = field(default_factory=dict)
     t0: float = field(default_factory=time.perf_counter)
+    on_row: Callable[[], None] | None = None  # called after every row (the CLI rewrites --out: a run cut
+    # short by a timeout still leaves every row measured so far)
 
     @property
     def cuda(self) -> bool:
@@ -116,6 +119,11 @@ class Bench:
         x = f"{row.x:.2f}x" if row.x else "-"
         log.info("[%6.1fs] %-7s %-58s ours %s  ref %s  %s (%.1fs) %s", self.elapsed(), row.section, row.name,
                  _fmt(row.ours), _fmt(row.ref), x, time.perf_counter() - t, row.error or row.note)  # fmt: skip
+        if self.on_row is not None:
+            try:
+                self.on_row()
+            except Exception as err:  # noqa: BLE001 - a failed partial write must not end the run
+                log.warning("could not write the partial table: %s", err)
         return row
 
 
@@ -324,14 +332,24 @@ def flops_per_token(model: nn.Module, T: int) -> float:
     return 6 * matmul_params(model) + 12 * cfg.n_layer * T * cfg.n_embd
 
 
-def _train_step_fn(model: nn.Module, forward, opt, x, y, autocast_dtype, clip: float = 1.0):
-    """One optimizer step (the shape of train._train_step): no .item(), so no host sync inside."""
+def _loss(forward, x, y) -> torch.Tensor:
+    logits = forward(x)  # (B, T, V)
+    return F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
+
+
+def _train_step_fn(model: nn.Module, forward, opt, x, y, autocast_dtype, clip: float = 1.0, loss_fn=None):
+    """One optimizer step (the shape of train._train_step): no .item(), so no host sync inside. loss_fn(x, y)
+    replaces forward + cross-entropy (e.g. both compiled as one graph, so the loss fuses with the logits)."""
 
     def step():
         ctx = torch.autocast(x.device.type, dtype=autocast_dtype) if autocast_dtype else _null()
         with ctx:
-            logits = forward(x)  # (B, T, V)
-        loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
+            if loss_fn is not None:
+                loss = loss_fn(x, y)
+            else:
+                logits = forward(x)  # (B, T, V)
+        if loss_fn is None:
+            loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
         opt.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), clip)
@@ -391,7 +409,8 @@ def _train_case(bench: Bench, label: str, cfg: GPTConfig, batch: int, with_compi
     if ref.get("error"):
         error_row(bench, "train", f"{label}: course's way", ref["error"])
         return
-    for compiled in [False] + ([True] if with_compile and bench.compile else []):
+    names = {"": "", "model": " + torch.compile", "loss": " + torch.compile(forward + loss)"}
+    for compiled in [""] + (["model", "loss"] if with_compile and bench.compile else []):
 
         def measure(row, compiled=compiled):
             if compiled and bench.elapsed() > bench.budget_s:
@@ -400,7 +419,7 @@ def _train_case(bench: Bench, label: str, cfg: GPTConfig, batch: int, with_compi
             row.ours, row.ref = tps, ref["tps"]
             row.note = f"ours MFU {mfu:.1%}, course MFU {ref['mfu']:.1%}; ours: {how}"
 
-        name = f"{label}: ours{' + torch.compile' if compiled else ''}"
+        name = f"{label}: ours{names[compiled]}"
         bench.run(Row("train", name, "tok/s", f"course's way ({ref['how']})"), measure)
 
 
@@ -431,12 +450,15 @@ def _measure_course(bench: Bench, cfg: GPTConfig, x, y, steps: int) -> dict:
         return {"error": f"{type(err).__name__}: {str(err)[:300]}"}
 
 
-def _measure_ours(bench: Bench, cfg: GPTConfig, x, y, steps: int, compiled: bool, peak: float):
+def _measure_ours(bench: Bench, cfg: GPTConfig, x, y, steps: int, compiled: str, peak: float):
+    """compiled: "" (eager), "model" (torch.compile(model)) or "loss" (forward and cross-entropy compiled as
+    one function, so the float32 logits never round-trip through memory in separate kernels)."""
     model = GPT(cfg).to(bench.device)
-    forward = torch.compile(model) if compiled else model
+    forward = torch.compile(model) if compiled == "model" else model
+    loss_fn = torch.compile(functools.partial(_loss, model)) if compiled == "loss" else None
     dtype = torch.bfloat16 if bench.cuda else None  # autocast on CUDA; fp32 on the CPU (its peak is fp32)
     opt = _ours_optimizer(model)
-    step = _train_step_fn(model, forward, opt, x, y, dtype)
+    step = _train_step_fn(model, forward, opt, x, y, dtype, loss_fn=loss_fn)
     warm = 3 if compiled else 1
     sec = timed(step, bench.device, steps, warmup=warm)
     tps = x.numel() / sec
@@ -447,7 +469,7 @@ def _measure_ours(bench: Bench, cfg: GPTConfig, x, y, steps: int, compiled: bool
     q = torch.empty(1, 1, 1, 8, device=bench.device, dtype=dtype or torch.float32)
     how = f"{'bf16 autocast' if dtype else 'fp32'}, fused QKV, {resolve_impl(cfg.attn_impl, q)}, " \
           f"{'fused ' if fused else ''}AdamW, {sec * 1000:.1f} ms/step"  # fmt: skip
-    del model, forward, opt, step
+    del model, forward, opt, step, loss_fn
     _free(bench)
     return tps, mfu, how
 
@@ -922,7 +944,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def run_bench(args: argparse.Namespace, command: str) -> Bench:
+def run_bench(args: argparse.Namespace, command: str, on_row: Callable[[Bench], None] | None = None) -> Bench:
     from playground.device import pick_device
 
     if args.threads:
@@ -943,10 +965,14 @@ def run_bench(args: argparse.Namespace, command: str) -> Bench:
         "torch_threads": torch.get_num_threads(),
     }
     log.info("peak %.2f TFLOP/s (%s), copy %.1f GB/s", peak / 1e12, how, bench.meta["copy_bandwidth"] / 1e9)
-    if "train" in only:
-        train_rows(bench, peak)
+    if on_row is not None:
+        bench.on_row = lambda: on_row(bench)
+    # decoding first: its rows are never skipped, while the optional compiled training rows at the end are
+    # skipped once the run passes --budget
     if "decode" in only:
         decode_rows(bench)
+    if "train" in only:
+        train_rows(bench, peak)
     if "app" in only and device.type == "cpu":
         bundled_rows(bench)
         if not args.tiny:
@@ -959,7 +985,14 @@ def cli(argv: list[str] | None = None) -> int:
     args = parse_args(list(sys.argv[1:] if argv is None else argv))
     command = "python -m playground bench " + " ".join(shlex.quote(a) for a in (argv or []))
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    bench = run_bench(args, command.strip())
+    partial = None
+    if args.out:
+
+        def partial(b: Bench) -> None:
+            b.meta["wall_s"] = b.elapsed()
+            write_outputs(b, Path(args.out))
+
+    bench = run_bench(args, command.strip(), partial)
     print(markdown(bench))
     if args.out:
         md, js = write_outputs(bench, Path(args.out))

@@ -17,12 +17,15 @@ What this module does instead (the same function, proven equal in tests/unit/tes
 - Attention in the model's dtype: by default one SDPA kernel over the grouped query rows (the r query heads
   sharing a k/v head become r*T rows of one "head", so the cache is never copied r times) with an additive
   bias made once per step; or (attn="matmul") two products in the cache's dtype and a float32 softmax.
-- On CUDA: the WHOLE step (every layer, final norm, output, greedy argmax) compiled with torch.compile as
-  one graph (inductor fuses the norm/RoPE/SiLU/residual work, also across layer boundaries) and captured
-  in a torch.cuda.CUDAGraph that is replayed. The chosen token is written back into the graph's input and
-  into a token history on the device; the host reads the history in chunks (1, 2, 4, ... 16 tokens), one
-  chunk behind, so the GPU never waits for Python. Never compiled or captured on ZeroGPU (SPACES_ZERO_GPU
-  set), where each call may get a different GPU.
+- On CUDA: each layer compiled with torch.compile (inductor fuses the norm/RoPE/SiLU element-wise work;
+  one compiled graph serves every layer) and the whole step, greedy argmax included, captured in a
+  torch.cuda.CUDAGraph and replayed. Each layer also applies the NEXT layer's input norm (or the final
+  norm) to its output, so the residual add and that norm fuse across the layer boundary.
+  `whole_step=True` compiles the whole step as one graph instead (a little more fusion, a longer compile).
+  The chosen token is written back into the graph's input and into a token history on the device; the
+  host reads the history in chunks (1, 2, 4, ... 16 tokens), one chunk behind, so the GPU never waits for
+  Python and there is no sync per token. Never compiled or captured on ZeroGPU (SPACES_ZERO_GPU set),
+  where each call may get a different GPU.
 - On the CPU: plain eager under inference_mode, the same static step. Decoding there is bound by memory
   bandwidth (bench.py prints the limit beside the figures).
 
@@ -106,14 +109,25 @@ def _rms(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
     return weight * (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)).type_as(x)
 
 
-def llama_layer(h, w: tuple, k_cache, v_cache, cos, sin, idx, mask, dims: tuple, attend=grouped_attention):
-    """One Llama block for the T new tokens h [B, T, C] at positions idx [T]; writes their k/v into the cache.
+def input_norm(arch: str, h: torch.Tensor, params: tuple, eps: float) -> torch.Tensor:
+    """A block's input norm (and the final one): llama.RMSNorm (params = (weight,)) or GPT's LayerNorm
+    (params = (weight, bias))."""
+    if arch == "llama":
+        return _rms(h, params[0], eps)
+    return F.layer_norm(h, (h.shape[-1],), params[0], params[1], eps)
+
+
+def llama_layer(h, x, w: tuple, k_cache, v_cache, cos, sin, idx, mask, dims: tuple, attend, nxt: tuple):
+    """One Llama block for the T new tokens at positions idx [T]; writes their k/v into the cache.
+    h [B, T, C] is the residual stream, x = attention_norm(h) (made by the previous layer, see nxt).
+    Returns (h', nxt_norm(h')): the NEXT block's input norm (or the final norm) is applied here, so the
+    residual add and that norm are one fused kernel even when each layer is compiled on its own.
     w = (attention_norm, wqkv, bqkv, wo, bo, ffn_norm, w13, b13, w2, b2); dims = (nh, nkv, hs, eps);
     attend: grouped_attention (mask: bool [T, L]) or sdpa_grouped_attention (mask: attention_bias)."""
-    attn_norm, wqkv, bqkv, wo, bo, ffn_norm, w13, b13, w2, b2 = w
+    _, wqkv, bqkv, wo, bo, ffn_norm, w13, b13, w2, b2 = w
     nh, nkv, hs, eps = dims
     B, T, _ = h.shape
-    qkv = F.linear(_rms(h, attn_norm, eps), wqkv, bqkv)  # (B, T, (nh + 2 nkv) hs): one product for q, k, v
+    qkv = F.linear(x, wqkv, bqkv)  # (B, T, (nh + 2 nkv) hs): one product for q, k, v
     q, k, v = qkv.split([nh * hs, nkv * hs, nkv * hs], dim=-1)
     q = q.view(B, T, nh, hs).transpose(1, 2)  # (B, nh, T, hs)
     k = k.view(B, T, nkv, hs).transpose(1, 2)  # (B, nkv, T, hs)
@@ -124,23 +138,26 @@ def llama_layer(h, w: tuple, k_cache, v_cache, cos, sin, idx, mask, dims: tuple,
     y = attend(q, k_cache, v_cache, mask, 1.0 / math.sqrt(hs))  # (B, nh, T, hs)
     h = h + F.linear(y.transpose(1, 2).reshape(B, T, nh * hs), wo, bo)  # (B, T, C)
     gate, up = F.linear(_rms(h, ffn_norm, eps), w13, b13).chunk(2, dim=-1)  # (B, T, H) each: w1 x and w3 x
-    return h + F.linear(F.silu(gate) * up, w2, b2)  # SwiGLU, (B, T, C)
+    h = h + F.linear(F.silu(gate) * up, w2, b2)  # SwiGLU, (B, T, C)
+    return h, input_norm("llama", h, nxt, eps)
 
 
-def gpt_layer(h, w: tuple, k_cache, v_cache, cos, sin, idx, mask, dims: tuple, attend=grouped_attention):
+def gpt_layer(h, x, w: tuple, k_cache, v_cache, cos, sin, idx, mask, dims: tuple, attend, nxt: tuple):
     """One GPT block (pre-LayerNorm, fused c_attn, GELU MLP); cos/sin unused (GPT adds learned positions).
+    h, x = ln_1(h), nxt and the result as in llama_layer.
     w = (ln_1 w, b, c_attn w, b, attn c_proj w, b, ln_2 w, b, c_fc w, b, mlp c_proj w, b); dims = (nh, nh, hs, eps)."""
-    ln1w, ln1b, aw, ab, pw, pb, ln2w, ln2b, fw, fb, mw, mb = w
+    _, _, aw, ab, pw, pb, ln2w, ln2b, fw, fb, mw, mb = w
     nh, _, hs, eps = dims
     B, T, C = h.shape
-    q, k, v = F.linear(F.layer_norm(h, (C,), ln1w, ln1b, eps), aw, ab).split(nh * hs, dim=-1)  # 3 x (B, T, A)
+    q, k, v = F.linear(x, aw, ab).split(nh * hs, dim=-1)  # 3 x (B, T, A)
     q = q.view(B, T, nh, hs).transpose(1, 2)  # (B, nh, T, hs)
     k_cache[:, :, idx] = k.view(B, T, nh, hs).transpose(1, 2)  # (B, nh, T, hs) into slots idx
     v_cache[:, :, idx] = v.view(B, T, nh, hs).transpose(1, 2)
     y = attend(q, k_cache, v_cache, mask, 1.0 / math.sqrt(hs))  # (B, nh, T, hs)
     h = h + F.linear(y.transpose(1, 2).reshape(B, T, nh * hs), pw, pb)  # (B, T, C)
     x = F.layer_norm(h, (C,), ln2w, ln2b, eps)
-    return h + F.linear(F.gelu(F.linear(x, fw, fb)), mw, mb)  # (B, T, C) -> (B, T, rC) -> (B, T, C)
+    h = h + F.linear(F.gelu(F.linear(x, fw, fb)), mw, mb)  # (B, T, C) -> (B, T, rC) -> (B, T, C)
+    return h, input_norm("gpt", h, nxt, eps)
 
 
 def _cat(*tensors):
@@ -176,8 +193,9 @@ def _gpt_weights(model: GPT) -> list[tuple]:
 def forward_tokens(m, arch: str, tokens, pos, tables: tuple, weights: list, ks: list, vs: list, dims: tuple,
                    attend, layer) -> torch.Tensor:  # fmt: skip
     """tokens [B, T] at positions pos..pos+T-1 -> logits [B, V] of the last one; advances pos (a device
-    tensor) by T. tables = (cos, sin [L, hs], slots [L]); layer = llama_layer or gpt_layer."""
-    cos_all, sin_all, slots = tables
+    tensor) by T. tables = (cos, sin [L, hs], slot numbers [L], norms: every block's input norm and the
+    final norm); layer = llama_layer or gpt_layer, plain or compiled."""
+    cos_all, sin_all, slots, norms = tables
     T = tokens.shape[1]
     idx = pos + torch.arange(T, device=tokens.device)  # (T,) positions of the new tokens
     mask = slots[None, :] <= idx[:, None]  # (T, L): causal, and hides slots not yet written
@@ -188,13 +206,12 @@ def forward_tokens(m, arch: str, tokens, pos, tables: tuple, weights: list, ks: 
         h = F.embedding(tokens, m.wte.weight) + F.embedding(idx, m.wpe.weight)  # (B, T, C) + (T, C)
     if attend is sdpa_grouped_attention:
         mask = attention_bias(mask, dims[0] // dims[1], h.dtype)  # (r*T, L), once for all layers
+    x = input_norm(arch, h, norms[0], dims[3])  # the first block's input norm; each block makes the next
     for i in range(len(weights)):
-        h = layer(h, weights[i], ks[i], vs[i], cos, sin, idx, mask, dims, attend)
+        h, x = layer(h, x, weights[i], ks[i], vs[i], cos, sin, idx, mask, dims, attend, norms[i + 1])
     pos.add_(T)
-    h = h[:, -1]  # (B, C): only the last position's logits are needed to pick the next token
-    if arch == "llama":
-        return m.output(m.norm(h))  # (B, V)
-    return m.lm_head(m.ln_f(h))  # (B, V)
+    head = m.output if arch == "llama" else m.lm_head
+    return head(x[:, -1])  # x = final norm(h); only the last position's logits pick the next token: (B, V)
 
 
 def step_body(m, arch: str, tok, pos, tables, weights, ks, vs, dims, attend, layer, hist) -> torch.Tensor:
@@ -211,13 +228,15 @@ def step_body(m, arch: str, tok, pos, tables, weights, ks, vs, dims, attend, lay
 _COMPILED: dict[str, object] = {}
 
 
-def _compiled_step():
-    """torch.compile of the WHOLE step (all layers, final norm, output, argmax) as one graph, made once per
-    process: inductor fuses across layer boundaries (residual add + the next layer's norm, RoPE + the cache
-    write, the bias) which per-layer compilation could not. dynamic=False: decode shapes never change."""
-    if "step" not in _COMPILED:
-        _COMPILED["step"] = torch.compile(step_body, dynamic=False, fullgraph=True)
-    return _COMPILED["step"]
+def _compiled(name: str):
+    """torch.compile of a layer function ("llama", "gpt") or of the whole step ("step"), made once per process:
+    every layer (same shapes) and every later decoder reuses the same kernels. dynamic=False: decode shapes
+    never change, so no symbolic shapes. A layer compiles in seconds and serves all layers; the whole step
+    (every layer, output and argmax in one graph) fuses a little more but compiles every layer anew."""
+    if name not in _COMPILED:
+        fn = {"llama": llama_layer, "gpt": gpt_layer, "step": step_body}[name]
+        _COMPILED[name] = torch.compile(fn, dynamic=False, fullgraph=True)
+    return _COMPILED[name]
 
 
 # ------------------------------------------------------------------------------------------- decoder
@@ -233,7 +252,7 @@ class FastDecoder:
     """
 
     def __init__(self, model, max_len: int, batch_size: int = 1, compile: bool | None = None,
-                 cuda_graph: bool | None = None, attn: str = "sdpa"):  # fmt: skip
+                 cuda_graph: bool | None = None, attn: str = "sdpa", whole_step: bool = False):  # fmt: skip
         if not supports(model):
             raise ValueError(f"FastDecoder decodes playground GPT and Llama models, not {type(model).__name__}")
         if batch_size < 1 or max_len < 1:
@@ -256,19 +275,20 @@ class FastDecoder:
         self.compile = on_cuda if compile is None else bool(compile) and not zero_gpu()
         self.graph = None
         want_graph = on_cuda if cuda_graph is None else bool(cuda_graph) and on_cuda
-        self.step_fn = _compiled_step() if self.compile else step_body
+        self.whole_step = bool(whole_step)
+        self._use(self.compile, self.attn)
         if want_graph:
             self._capture()
         self.mode = "+".join(m for m, on in (("compiled", self.compile), ("cuda-graph", self.graph)) if on) or "eager"
 
     def _setup(self, c) -> None:
         if self.arch == "llama":
-            self.weights, self.layer = _llama_weights(self.model), llama_layer
+            self.weights, self.plain_layer = _llama_weights(self.model), llama_layer
             self.dims, nkv, hs = (c.n_heads, c.kv_heads, c.head_size, c.norm_eps), c.kv_heads, c.head_size
             cos, sin = self.model.rope_tables(self.device)  # float32 [max_seq_len, hs]
             cos, sin = cos[: self.slots], sin[: self.slots]
         else:
-            self.weights, self.layer = _gpt_weights(self.model), gpt_layer
+            self.weights, self.plain_layer = _gpt_weights(self.model), gpt_layer
             eps = self.model.h[0].ln_1.eps
             self.dims, nkv, hs = (c.n_head, c.n_head, c.head_size, eps), c.n_head, c.head_size
             cos = sin = torch.zeros(self.slots, 1, device=self.device)  # unused; keeps one signature
@@ -276,10 +296,23 @@ class FastDecoder:
         self.k = [torch.zeros(shape, dtype=self.dtype, device=self.device) for _ in self.weights]
         self.v = [torch.zeros(shape, dtype=self.dtype, device=self.device) for _ in self.weights]
         self.pos = torch.zeros((), dtype=torch.long, device=self.device)  # where the next token goes, on device
-        self.tables = (cos, sin, torch.arange(self.slots, device=self.device))  # slot numbers (L,)
+        self.tables = (cos, sin, torch.arange(self.slots, device=self.device), self._norms())  # slot numbers (L,)
         self.tok = torch.zeros(self.B, 1, dtype=torch.long, device=self.device)  # the graph's input token
         self.hist = torch.zeros(self.B, self.slots + 1, dtype=torch.long, device=self.device)  # greedy choices
         self.n = 0  # tokens fed so far, counted on the host (bounds checks without reading `pos` back)
+
+    def _norms(self) -> list[tuple]:
+        """Every block's input norm, then the final norm (weights, and biases for GPT's LayerNorm)."""
+        m = self.model
+        if self.arch == "llama":
+            return [(_d(b.attention_norm.weight),) for b in m.layers] + [(_d(m.norm.weight),)]
+        return [(_d(b.ln_1.weight), _d(b.ln_1.bias)) for b in m.h] + [(_d(m.ln_f.weight), _d(m.ln_f.bias))]
+
+    def _use(self, compiled: bool, attn: str) -> None:
+        """What a step runs: compiled layers in an eager step (default), or the whole step compiled."""
+        self.compile, self.attn = compiled, attn
+        self.step_fn = _compiled("step") if compiled and self.whole_step else step_body
+        self.layer = _compiled(self.arch) if compiled and not self.whole_step else self.plain_layer
 
     def _body(self) -> None:
         self.logits = self.step_fn(self.model, self.arch, self.tok, self.pos, self.tables, self.weights, self.k,
@@ -290,8 +323,7 @@ class FastDecoder:
         (not compiled) step; if every try fails, decode eagerly (logged) rather than fail the generation."""
         tries = [(self.compile, self.attn), (self.compile, "matmul"), (False, "matmul")]
         for compiled, attn in dict.fromkeys(tries):  # in order, without repeats
-            self.compile, self.attn = compiled, attn
-            self.step_fn = _compiled_step() if compiled else step_body
+            self._use(compiled, attn)
             try:
                 self.graph = self._record()
                 return
@@ -339,7 +371,7 @@ class FastDecoder:
             raise ValueError(f"prefill takes ids [B={self.B}, T], got shape {tuple(ids.shape)}")
         self._room(ids.shape[1])
         logits = forward_tokens(self.model, self.arch, ids.to(self.device), self.pos, self.tables, self.weights,
-                                self.k, self.v, self.dims, ATTENTION[self.attn], self.layer)  # fmt: skip
+                                self.k, self.v, self.dims, ATTENTION[self.attn], self.plain_layer)  # fmt: skip
         choice = logits.argmax(-1, keepdim=True)  # (B, 1)
         self.tok.copy_(choice)
         self.hist[:, self.pos.view(1)] = choice

@@ -233,13 +233,15 @@ def test_fast_decoder_rejects_bad_use(monkeypatch):
     assert decode.FastDecoder(model, 4, compile=True).mode == "eager"  # never compiled on ZeroGPU
 
 
-def test_compiled_decode_step_equals_eager():
-    """CPU inductor (needs a C++ compiler): the compiled layer step gives the eager step's logits."""
+@pytest.mark.parametrize("whole_step", [False, True])
+def test_compiled_decode_step_equals_eager(whole_step):
+    """CPU inductor (needs a C++ compiler): the compiled layers (or the whole compiled step) give the eager
+    step's logits."""
     pytest.importorskip("torch._inductor")
     model = MODELS["gpt"]()
     t = time.perf_counter()
     try:
-        fast = decode.FastDecoder(model, 30, compile=True)
+        fast = decode.FastDecoder(model, 30, compile=True, whole_step=whole_step)
         prompt = torch.tensor([[1, 2, 3, 4]])
         eager = decode.FastDecoder(model, 30, compile=False)
         torch.testing.assert_close(fast.prefill(prompt), eager.prefill(prompt))

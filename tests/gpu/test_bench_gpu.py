@@ -32,13 +32,30 @@ def test_cuda_graph_decoder_equals_eager_decoder(arch, compile_):
     m = model(arch)
     fast = decode.FastDecoder(m, 64, compile=compile_, cuda_graph=True)
     eager = decode.FastDecoder(m, 64, compile=False, cuda_graph=False)
-    print(f"\n{arch}: mode {fast.mode}")
+    print(f"\n{arch}: mode {fast.mode}, {fast.attn} attention")
     assert "cuda-graph" in fast.mode and ("compiled" in fast.mode) == compile_
     prompt = torch.randint(0, 512, (1, 10), device=DEV)
     torch.testing.assert_close(fast.prefill(prompt), eager.prefill(prompt), atol=1e-4, rtol=1e-4)
     for t in range(20):
         tok = torch.tensor([t * 7 % 512], device=DEV)
         torch.testing.assert_close(fast.step(tok).clone(), eager.step(tok), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("attn", ["sdpa", "matmul"])
+def test_whole_step_graph_bf16_close_to_eager_fp32(attn):
+    """The whole step compiled as one graph (whole_step=True) in bf16, either attention: logits close to the
+    float32 eager decoder's, step after step, and the same greedy tokens for a while."""
+    m32 = model("llama")
+    fast = decode.FastDecoder(model("llama", torch.bfloat16), 64, attn=attn, whole_step=True)
+    eager = decode.FastDecoder(m32, 64, compile=False, cuda_graph=False, attn="matmul")
+    print(f"\nwhole step: mode {fast.mode}, {fast.attn} attention")
+    assert "cuda-graph" in fast.mode
+    prompt = torch.randint(0, 512, (1, 10), device=DEV)
+    for got, want in [(fast.prefill(prompt), eager.prefill(prompt))] + [
+        (fast.step(torch.tensor([t], device=DEV)).clone(), eager.step(torch.tensor([t], device=DEV)))
+        for t in range(3, 40, 3)
+    ]:
+        assert ((got.float() - want).abs().max() / want.abs().max()).item() < 3e-2
 
 
 @pytest.mark.parametrize("arch", ["gpt", "llama"])

@@ -395,12 +395,23 @@ def train_cases(bench: Bench) -> list[tuple[str, GPTConfig, int, bool]]:
 
 
 def train_rows(bench: Bench, peak: float) -> None:
+    """Every case's eager row first, then the compiled rows (the optional ones --budget may skip), in the
+    order course b64 compile(model), compile(forward + loss), then GPT-2-small's."""
     steps = 2 if not bench.cuda else (5 if bench.quick else 10)
+    later = []
     for label, cfg, batch, with_compile in train_cases(bench):
-        _train_case(bench, label, cfg, batch, with_compile, steps, peak)
+        case = _train_case(bench, label, cfg, batch, steps, peak)
+        if case is not None and with_compile and bench.compile:
+            later += [(case, "model"), (case, "loss")]
+    for case, compiled in later:
+        _train_row(bench, case, compiled, steps, peak)
 
 
-def _train_case(bench: Bench, label: str, cfg: GPTConfig, batch: int, with_compile: bool, steps: int, peak: float):
+_COMPILE_NAMES = {"": "", "model": " + torch.compile", "loss": " + torch.compile(forward + loss)"}
+
+
+def _train_case(bench: Bench, label: str, cfg: GPTConfig, batch: int, steps: int, peak: float) -> tuple | None:
+    """The course's way and our eager row for one config; returns what the compiled rows need (or None)."""
     T = cfg.context_length
     torch.manual_seed(0)
     x = torch.randint(0, cfg.vocab_size, (batch, T), device=bench.device)
@@ -408,19 +419,24 @@ def _train_case(bench: Bench, label: str, cfg: GPTConfig, batch: int, with_compi
     ref = _measure_course(bench, cfg, x, y, steps)
     if ref.get("error"):
         error_row(bench, "train", f"{label}: course's way", ref["error"])
-        return
-    names = {"": "", "model": " + torch.compile", "loss": " + torch.compile(forward + loss)"}
-    for compiled in [""] + (["model", "loss"] if with_compile and bench.compile else []):
+        return None
+    case = (label, cfg, x, y, ref)
+    _train_row(bench, case, "", steps, peak)
+    return case
 
-        def measure(row, compiled=compiled):
-            if compiled and bench.elapsed() > bench.budget_s:
-                raise TimeoutError(f"skipped: the run passed its {bench.budget_s:.0f} s budget")
-            tps, mfu, how = _measure_ours(bench, cfg, x, y, steps, compiled, peak)
-            row.ours, row.ref = tps, ref["tps"]
-            row.note = f"ours MFU {mfu:.1%}, course MFU {ref['mfu']:.1%}; ours: {how}"
 
-        name = f"{label}: ours{names[compiled]}"
-        bench.run(Row("train", name, "tok/s", f"course's way ({ref['how']})"), measure)
+def _train_row(bench: Bench, case: tuple, compiled: str, steps: int, peak: float) -> None:
+    label, cfg, x, y, ref = case
+
+    def measure(row):
+        if compiled and bench.elapsed() > bench.budget_s:
+            raise TimeoutError(f"skipped: the run passed its {bench.budget_s:.0f} s budget")
+        tps, mfu, how = _measure_ours(bench, cfg, x, y, steps, compiled, peak)
+        row.ours, row.ref = tps, ref["tps"]
+        row.note = f"ours MFU {mfu:.1%}, course MFU {ref['mfu']:.1%}; ours: {how}"
+
+    bench.run(Row("train", f"{label}: ours{_COMPILE_NAMES[compiled]}", "tok/s", f"course's way ({ref['how']})"),
+              measure)  # fmt: skip
 
 
 def error_row(bench: Bench, section: str, name: str, msg: str) -> None:

@@ -664,6 +664,21 @@ def decode_rows(bench: Bench) -> None:
         bench.run(Row("decode", f"{label}: ours, decode.FastDecoder", "tok/s", ref_name),
                   lambda r, s=static: fast(r, s))  # fmt: skip
 
+    def matmul_variant(row):
+        """The same decoder with the two-product attention (bf16 products, fp32 softmax): which attention
+        is faster on this GPU is measured, not assumed."""
+        if bench.elapsed() > bench.budget_s:
+            raise TimeoutError(f"skipped: the run passed its {bench.budget_s:.0f} s budget")
+        dec = decode.FastDecoder(model, 32 + n, attn="matmul")
+        ours, ref = _rates(lambda: _stamped(decode.greedy(dec, prompt, n)), n, bench.device, reps), hf_run(True)
+        row.ours, row.ref = ours[0], ref[0]
+        row.note = f"mode {dec.mode}, {dec.attn} attention; tokens agree with transformers for " \
+                   f"{_agree(ours[2], ref[2])}/{n}; {how(ours, ref)}"  # fmt: skip
+
+    if bench.cuda:
+        bench.run(Row("decode", f"{label}: ours, decode.FastDecoder(attn='matmul')", "tok/s",
+                      "transformers generate, static cache"), matmul_variant)  # fmt: skip
+
     def limit(row):
         if "ours" not in holder:
             raise RuntimeError("no FastDecoder figure (its row failed)")

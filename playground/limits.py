@@ -23,6 +23,7 @@ class Limits:
     max_vocab_size: int = 16_000  # a tokenizer trained in the app
     max_model_params: int = 200_000_000  # Hub models loaded on a CPU machine
     max_train_params: int = 30_000_000  # models trained in the app
+    max_live_train_params: int = 500_000_000  # all learners' trainable models alive at once (runs, ORPO copies)
     max_download_bytes: int = 1_000_000_000  # a Hub download
     session_ttl_seconds: int = 3600  # per-user state (trained model, optimizer) lives this long
     max_upload_bytes: int = 100_000_000  # an uploaded checkpoint or text file

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -147,6 +148,31 @@ def resolve_bundle(source: str, session: dict | None):
             raise ValueError("You have not trained a model in this session yet: run a burst in the Train tab first.")
         return bundle
     return shared_bundle(source)
+
+
+# ------------------------------------------------------------------------------ per-learner trainable models
+_LIVE = weakref.WeakSet()  # every learner's trainable model (Train tab run, ORPO copy) still held by a session
+_LIVE_LOCK = threading.Lock()
+
+
+def register_trainable(model, what: str = "model"):
+    """Count `model` among the learners' trainable models, or refuse it when they already hold
+    LIMITS.max_live_train_params parameters together. A Train-tab run keeps weights and AdamW moments (12 bytes a
+    parameter), an ORPO copy its weights, and a whole class trains at once: this bounds the server's memory. Models leave the
+    count by themselves when no session holds them any more (a Reset, a new Start, an expired session)."""
+    from playground.limits import LIMITS
+
+    n = sum(p.numel() for p in model.parameters())
+    with _LIVE_LOCK:
+        live = sum(sum(p.numel() for p in m.parameters()) for m in list(_LIVE))
+        if live + n > LIMITS.max_live_train_params:
+            raise ValueError(
+                f"The server is busy: learners' models already hold {live / 1e6:.0f}M parameters and this {what} "
+                f"would add {n / 1e6:.1f}M (the limit here is {LIMITS.max_live_train_params / 1e6:.0f}M). "
+                "Try again in a few minutes, or pick a smaller model."
+            )
+        _LIVE.add(model)
+    return model
 
 
 def model_choices(kinds: tuple[str, ...] = ("gpt", "llama"), trained: bool = True) -> list[str]:

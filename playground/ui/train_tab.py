@@ -444,7 +444,7 @@ def start(
     cfg, max_steps = _train_config(lr, batch, total, warmup, mode, amount, prompt)
     tokenizer = _tokenizer()
     d = _data_for(source, text, file, tokenizer, shape["context"])
-    model = _build(arch, preset, shape, tokenizer.vocab_size)
+    model = common.register_trainable(_build(arch, preset, shape, tokenizer.vocab_size), "model")  # memory bound
     run = Run(model, tokenizer, d, train.new_state(model, cfg), cfg, arch, shape, source)
     # Step 0 on the curves: the untrained model, scored on the same windows as every later evaluation.
     ev = train.evaluate(model, d, cfg)

@@ -3,7 +3,8 @@ about 20 s against their own server, in two rounds of fresh learners.
 
 Checks: no failed request, each learner's trained model stays its own (its Train tab shows its own step count),
 the queue reports positions, resident memory stays bounded; and, on a second server with a 5-second session time
-to live and local folders off (as on a public Space), that state expires and local folders are refused.
+to live, local folders off (as on a public Space) and a small bound on live trainable parameters, that state
+expires, local folders are refused and a full server says so.
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ def busy_app():
 
 @pytest.fixture(scope="module")
 def public_app():
-    proc, url = start_app({"PLAYGROUND_SESSION_TTL_SECONDS": str(TTL), "PLAYGROUND_ALLOW_LOCAL_PATHS": "0"})
+    env = {"PLAYGROUND_SESSION_TTL_SECONDS": str(TTL), "PLAYGROUND_ALLOW_LOCAL_PATHS": "0",
+           "PLAYGROUND_MAX_LIVE_TRAIN_PARAMS": "1000000"}  # fmt: skip - tiny runs fit, a llama-base copy does not
+    proc, url = start_app(env)
     yield proc, url
     stop_app(proc)
 
@@ -74,3 +77,14 @@ def test_local_folders_are_off_on_a_public_app(public_app):
     with pytest.raises(AppError, match="local folders are switched off"):
         client.predict("hello", "checkpoints/tokenizer", "(none)", api_name="/tokenize")
     assert client.predict("gpt-tiny", "hello there", api_name="/ce_score")  # bundled names still work
+
+
+def test_a_full_server_says_so(public_app):
+    from gradio_client import Client
+    from gradio_client.exceptions import AppError
+
+    _, url = public_app
+    client = Client(url, verbose=False)
+    with pytest.raises(AppError, match="server is busy"):
+        client.predict("llama-base", *loadtest.PAIR, 0.5, 1, 1e-3, api_name="/orpo_steps")
+    assert client.predict("llama-base", *loadtest.PAIR, 0.5, api_name="/orpo_breakdown")  # reading still works

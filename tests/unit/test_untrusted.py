@@ -276,3 +276,19 @@ def test_stopping_a_burst_midway_leaves_a_usable_model(tmp_path):
     torch.testing.assert_close(checkpoints.load(tmp_path).model.eval()(torch.tensor([[1, 2, 3]])), logits)
     more = list(train.train_steps(bundle.model, d, cfg, state, max_steps=2))  # and training goes on
     assert more[-1].step == state.step
+
+
+# --------------------------------------------------------------------- all learners' models, bounded together
+def test_live_trainable_models_are_bounded_together(monkeypatch):
+    import gc
+
+    from playground.ui import common
+
+    monkeypatch.setattr(limits, "LIMITS", limits.Limits(max_live_train_params=1000))
+    monkeypatch.setattr(common, "_LIVE", __import__("weakref").WeakSet())
+    first = common.register_trainable(torch.nn.Linear(20, 30))  # 630 parameters
+    with pytest.raises(ValueError, match="server is busy"):
+        common.register_trainable(torch.nn.Linear(20, 30))
+    del first  # the session that held it reset, started afresh or expired
+    gc.collect()
+    assert common.register_trainable(torch.nn.Linear(20, 30)) is not None

@@ -228,15 +228,16 @@ def step_body(m, arch: str, tok, pos, tables, weights, ks, vs, dims, attend, lay
 _COMPILED: dict[str, object] = {}
 
 
-def _compiled(name: str):
+def _compiled(name: str, mode: str | None = None):
     """torch.compile of a layer function ("llama", "gpt") or of the whole step ("step"), made once per process:
     every layer (same shapes) and every later decoder reuses the same kernels. dynamic=False: decode shapes
     never change, so no symbolic shapes. A layer compiles in seconds and serves all layers; the whole step
     (every layer, output and argmax in one graph) fuses a little more but compiles every layer anew."""
-    if name not in _COMPILED:
+    key = f"{name}:{mode}"
+    if key not in _COMPILED:
         fn = {"llama": llama_layer, "gpt": gpt_layer, "step": step_body}[name]
-        _COMPILED[name] = torch.compile(fn, dynamic=False, fullgraph=True)
-    return _COMPILED[name]
+        _COMPILED[key] = torch.compile(fn, dynamic=False, fullgraph=True, mode=mode)
+    return _COMPILED[key]
 
 
 # ------------------------------------------------------------------------------------------- decoder
@@ -252,7 +253,8 @@ class FastDecoder:
     """
 
     def __init__(self, model, max_len: int, batch_size: int = 1, compile: bool | None = None,
-                 cuda_graph: bool | None = None, attn: str = "sdpa", whole_step: bool = False):  # fmt: skip
+                 cuda_graph: bool | None = None, attn: str = "sdpa", whole_step: bool = False,
+                 compile_mode: str | None = None):  # fmt: skip
         if not supports(model):
             raise ValueError(f"FastDecoder decodes playground GPT and Llama models, not {type(model).__name__}")
         if batch_size < 1 or max_len < 1:
@@ -275,7 +277,8 @@ class FastDecoder:
         self.compile = on_cuda if compile is None else bool(compile) and not zero_gpu()
         self.graph = None
         want_graph = on_cuda if cuda_graph is None else bool(cuda_graph) and on_cuda
-        self.whole_step = bool(whole_step)
+        # compile_mode: torch.compile's mode, e.g. "max-autotune-no-cudagraphs" (we capture the graph ourselves)
+        self.whole_step, self.compile_mode = bool(whole_step), compile_mode
         self._use(self.compile, self.attn)
         if want_graph:
             self._capture()
@@ -311,8 +314,8 @@ class FastDecoder:
     def _use(self, compiled: bool, attn: str) -> None:
         """What a step runs: compiled layers in an eager step (default), or the whole step compiled."""
         self.compile, self.attn = compiled, attn
-        self.step_fn = _compiled("step") if compiled and self.whole_step else step_body
-        self.layer = _compiled(self.arch) if compiled and not self.whole_step else self.plain_layer
+        self.step_fn = _compiled("step", self.compile_mode) if compiled and self.whole_step else step_body
+        self.layer = _compiled(self.arch, self.compile_mode) if compiled and not self.whole_step else self.plain_layer
 
     def _body(self) -> None:
         self.logits = self.step_fn(self.model, self.arch, self.tok, self.pos, self.tables, self.weights, self.k,

@@ -396,15 +396,15 @@ def train_cases(bench: Bench) -> list[tuple[str, GPTConfig, int, bool]]:
 
 
 def train_rows(bench: Bench, peak: float) -> None:
-    """Every case's eager row first, then the compiled rows (the optional ones --budget may skip), in the
-    order course b64 compile(model), compile(forward + loss), then GPT-2-small's."""
+    """Every case's eager row first, then the compiled rows (the optional ones --budget may skip): first
+    compile(forward + loss) of each case, then compile(model) of each (measured in earlier runs too)."""
     steps = 2 if not bench.cuda else (5 if bench.quick else 10)
-    later = []
+    cases = []
     for label, cfg, batch, with_compile in train_cases(bench):
         case = _train_case(bench, label, cfg, batch, steps, peak)
         if case is not None and with_compile and bench.compile:
-            later += [(case, "model"), (case, "loss")]
-    for case, compiled in later:
+            cases.append(case)
+    for case, compiled in [(c, "loss") for c in cases] + [(c, "model") for c in cases]:
         _train_row(bench, case, compiled, steps, peak)
 
 

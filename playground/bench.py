@@ -478,6 +478,8 @@ def _measure_ours(bench: Bench, cfg: GPTConfig, x, y, steps: int, compiled: str,
     step = _train_step_fn(model, forward, opt, x, y, dtype, loss_fn=loss_fn)
     warm = 3 if compiled else 1
     sec = timed(step, bench.device, steps, warmup=warm)
+    if bench.cuda and compiled == "loss":  # the fastest variant: where its step time goes
+        _profile_train(bench, f"{cfg.n_layer}x{cfg.n_embd} b{x.shape[0]} T{x.shape[1]}", step)
     tps = x.numel() / sec
     mfu = tps * flops_per_token(model, cfg.context_length) / peak
     fused = any(g.get("fused") for g in opt.param_groups)
@@ -489,6 +491,31 @@ def _measure_ours(bench: Bench, cfg: GPTConfig, x, y, steps: int, compiled: str,
     del model, forward, opt, step, loss_fn
     _free(bench)
     return tps, mfu, how
+
+
+def _kernel_table(prof, rows: int = 15) -> str:
+    for key in ("self_device_time_total", "self_cuda_time_total"):  # the name changed across torch versions
+        try:
+            return prof.key_averages().table(sort_by=key, row_limit=rows)
+        except Exception:  # noqa: BLE001, S112 - try the older name
+            continue
+    return prof.key_averages().table(row_limit=rows)
+
+
+def _profile_train(bench: Bench, what: str, step: Callable[[], None]) -> None:
+    """Top CUDA kernels (by their own time) of 3 training steps, kept in the JSON as meta.train_profile."""
+    try:
+        from torch.profiler import ProfilerActivity, profile
+
+        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+            for _ in range(3):
+                step()
+            sync(bench.device)
+        table = _kernel_table(prof, 20)
+    except Exception as err:  # noqa: BLE001
+        table = f"profiler failed: {type(err).__name__}: {err}"
+    bench.meta.setdefault("train_profile", {})[what] = table
+    print(f"\ntraining {what}, compiled forward + loss, 3 steps, top kernels:\n{table}", file=sys.stderr)
 
 
 def _free(bench: Bench) -> None:

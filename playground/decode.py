@@ -395,16 +395,26 @@ class FastDecoder:
 
 
 # ------------------------------------------------------------------------------------------ generation
-def greedy(decoder: FastDecoder, prompt: torch.Tensor, max_new_tokens: int, chunk: int = 16) -> Iterator[int]:
+def greedy(decoder: FastDecoder, prompt: torch.Tensor, max_new_tokens: int, chunk: int | None = None) -> Iterator[int]:
     """Greedy tokens after prompt [1, T], yielded one by one. The choices never leave the device between
     steps (each step feeds the last argmax and records it in decoder.hist); the host reads them back in
     chunks of 1, 2, 4, ... up to `chunk` tokens, each chunk only after the next one is queued, so the GPU
-    never waits for Python and there is no sync per token. The first token still comes at once."""
+    never waits for Python and there is no sync per token. The first token still comes at once.
+    chunk=None: 16 on CUDA; 0 (the default on the CPU, where every step finishes before the host goes on):
+    no read-ahead, each token is yielded as soon as it exists."""
     if max_new_tokens <= 0:
         return
     decoder.reset()
     decoder.prefill(prompt)
     start, size = prompt.shape[1], 1
+    if chunk is None:
+        chunk = 16 if decoder.device.type == "cuda" else 0
+    if chunk < 1:  # the CPU: nothing runs ahead of the host, so each token is yielded as soon as it exists
+        for i in range(max_new_tokens):
+            if i > 0:
+                decoder.step(None)
+            yield int(decoder.hist[0, start + i])
+        return
     pending = _read_back(decoder, start, 1)  # token 0 comes from the prefill
     made = 1
     while made < max_new_tokens:

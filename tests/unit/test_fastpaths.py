@@ -143,7 +143,9 @@ def test_greedy_chunked_read_back_equals_step_by_step():
         want.append(int(logits.argmax(-1)))
         logits = dec.step(torch.tensor(want[-1:]))
     for n in (1, 2, 3, 7, 16, 23, 40):
-        assert list(decode.greedy(dec, prompt, n)) == want[:n], n
+        assert list(decode.greedy(dec, prompt, n)) == want[:n], n  # the CPU default: no read-ahead
+        assert list(decode.greedy(dec, prompt, n, chunk=16)) == want[:n], n  # CUDA's chunked read-back
+        assert list(decode.greedy(dec, prompt, n, chunk=3)) == want[:n], n
     assert dec.hist[0, 5:45].tolist() == want
 
 

@@ -26,6 +26,9 @@ class Limits:
     max_live_train_params: int = 500_000_000  # all learners' trainable models alive at once (runs, ORPO copies)
     max_download_bytes: int = 1_000_000_000  # a Hub download
     session_ttl_seconds: int = 3600  # per-user state (trained model, optimizer) lives this long
+    # sessions Gradio keeps in memory: each costs ~0.4 MB of per-session config even after its state expired,
+    # and Gradio's own default (10,000) would let that alone reach 4 GB; the least recently used go first
+    max_sessions: int = 2000
     max_upload_bytes: int = 100_000_000  # an uploaded checkpoint or text file
     # Local folders as model / tokenizer sources typed into the app. Off on a public Space: a visitor must not
     # read arbitrary server folders. Tests and `make run` set PLAYGROUND_ALLOW_LOCAL_PATHS=1.

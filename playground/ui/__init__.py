@@ -43,7 +43,10 @@ def build_app() -> gr.Blocks:
 
 def launch_kwargs() -> dict:
     """What `launch()` takes besides the server address (which Gradio reads from GRADIO_SERVER_NAME/PORT)."""
-    return {"theme": THEME, "css": CSS, "show_error": True}
+    from playground.limits import LIMITS
+
+    # state_session_capacity: Gradio keeps every session's config (~0.4 MB here) until this many exist
+    return {"theme": THEME, "css": CSS, "show_error": True, "state_session_capacity": LIMITS.max_sessions}
 
 
 def _ttl() -> int:

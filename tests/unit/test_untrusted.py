@@ -292,3 +292,9 @@ def test_live_trainable_models_are_bounded_together(monkeypatch):
     del first  # the session that held it reset, started afresh or expired
     gc.collect()
     assert common.register_trainable(torch.nn.Linear(20, 30)) is not None
+
+
+def test_gradio_keeps_a_bounded_number_of_sessions():
+    from playground.ui import launch_kwargs
+
+    assert launch_kwargs()["state_session_capacity"] == limits.LIMITS.max_sessions <= 10_000

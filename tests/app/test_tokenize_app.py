@@ -69,7 +69,7 @@ def test_trained_tokenizers_are_per_session(fresh, app_url):
     "args, message",
     [
         (("x" * 100_001, BUNDLED, tt.NONE), "100,001 characters"),
-        (("hello", "not a hub id!!", tt.NONE), "neither a folder nor a Hub id"),
+        (("hello", "not a hub id!!", tt.NONE), "not a bundled name, a folder, or a Hub id"),  # checkpoints.check_source
         (("hello", "nobody-here/no-such-tokenizer", tt.NONE), "offline"),
         (("hello", "/no/such/folder", tt.NONE), "no such file"),
     ],

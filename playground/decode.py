@@ -97,7 +97,7 @@ def sdpa_grouped_attention(q, k_cache, v_cache, bias, scale: float) -> torch.Ten
     nkv = k_cache.shape[1]
     qg = q.reshape(B, nkv, (nh // nkv) * T, hs)  # (B, nkv, r*T, hs)
     y = F.scaled_dot_product_attention(qg, k_cache, v_cache, attn_mask=bias, scale=scale)  # (B, nkv, r*T, hs)
-    return y.view(B, nh, T, hs)
+    return y.reshape(B, nh, T, hs)  # SDPA on CUDA may return (B, nkv, r*T, hs) non-contiguous
 
 
 ATTENTION = {"sdpa": sdpa_grouped_attention, "matmul": grouped_attention}

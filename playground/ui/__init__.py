@@ -26,6 +26,7 @@ TABS = [
 
 
 def build_app() -> gr.Blocks:
+    _cap_closed_session_ttl()
     with gr.Blocks(title="LLM Playground", analytics_enabled=False) as demo:
         gr.HTML(
             "<div class='pg-header'><h1>LLM Playground</h1>"
@@ -47,6 +48,26 @@ def launch_kwargs() -> dict:
 
     # state_session_capacity: Gradio keeps every session's config (~0.4 MB here) until this many exist
     return {"theme": THEME, "css": CSS, "show_error": True, "state_session_capacity": LIMITS.max_sessions}
+
+
+def _cap_closed_session_ttl() -> None:
+    """Gradio keeps the state of a closed session (tab closed, heartbeat gone) for an hour
+    (SessionState.STATE_TTL_WHEN_CLOSED), even when gr.State's time_to_live is shorter: learners who left held
+    their models longer than those who stayed (the load test's memory grew by every departed learner's models).
+    Cap it at our time to live. Guarded: if Gradio changes this internal, nothing breaks, the cap is just lost."""
+    from gradio import state_holder
+
+    cls = getattr(state_holder, "SessionState", None)
+    if cls is None or getattr(cls, "_pg_capped", False):
+        return
+    original = cls.__init__
+
+    def __init__(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        self.STATE_TTL_WHEN_CLOSED = min(getattr(self, "STATE_TTL_WHEN_CLOSED", 3600), _ttl())
+
+    cls.__init__ = __init__
+    cls._pg_capped = True
 
 
 def _ttl() -> int:

@@ -88,3 +88,20 @@ def test_a_full_server_says_so(public_app):
     with pytest.raises(AppError, match="server is busy"):
         client.predict("llama-base", *loadtest.PAIR, 0.5, 1, 1e-3, api_name="/orpo_steps")
     assert client.predict("llama-base", *loadtest.PAIR, 0.5, api_name="/orpo_breakdown")  # reading still works
+
+
+def test_a_learner_who_leaves_frees_their_state_too(public_app):
+    """Gradio keeps a closed session's state for an hour unless capped (playground.ui._cap_closed_session_ttl)."""
+    from gradio_client import Client
+
+    _, url = public_app
+    learner = loadtest.Learner(url, 1, loadtest.Results())
+    args = list(loadtest.TRAIN)
+    args[1], args[14] = learner.text, 3
+    learner.call("train_start", *args, stream=True)
+    session = learner.client.session_hash
+    learner.client.close()  # the tab is closed: the heartbeat stops, the server marks the session closed
+    time.sleep(TTL + 4)
+    probe = Client(url, verbose=False)
+    probe.session_hash = session  # look at the departed learner's session
+    assert not loadtest.step_of(probe.predict(api_name="/train_stop")), "a closed session kept its model"

@@ -158,8 +158,8 @@ _LIVE_LOCK = threading.Lock()
 def register_trainable(model, what: str = "model"):
     """Count `model` among the learners' trainable models, or refuse it when they already hold
     LIMITS.max_live_train_params parameters together. A Train-tab run keeps weights and AdamW moments (12 bytes a
-    parameter), an ORPO copy its weights, and a whole class trains at once: this bounds the server's memory. Models leave the
-    count by themselves when no session holds them any more (a Reset, a new Start, an expired session)."""
+    parameter), an ORPO copy its weights, and a whole class trains at once: this bounds the server's memory.
+    Models leave the count by themselves when no session holds them any more (Reset, a new Start, expiry)."""
     from playground.limits import LIMITS
 
     n = sum(p.numel() for p in model.parameters())

@@ -17,9 +17,9 @@ venv: $(PY)
 dev-deps: $(PY)
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 
-browser:  # Debian's chromium for the browser tests, and fonts so emoji render in the screenshots
-	@(command -v chromium && dpkg -s fonts-noto-color-emoji) >/dev/null 2>&1 || \
-	  (apt-get update -qq && apt-get install -y -qq chromium fonts-dejavu-core fonts-noto-color-emoji >/dev/null)
+browser:  # Debian's chromium for the browser tests, and fonts so emoji and CJK render in the screenshots
+	@(command -v chromium && dpkg -s fonts-noto-color-emoji fonts-wqy-microhei) >/dev/null 2>&1 || \
+	  (apt-get update -qq && apt-get install -y -qq chromium fonts-dejavu-core fonts-noto-color-emoji fonts-wqy-microhei >/dev/null)
 
 run: venv
 	PLAYGROUND_ALLOW_LOCAL_PATHS=1 $(PY) app.py

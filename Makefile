@@ -25,6 +25,7 @@ run: venv
 	PLAYGROUND_ALLOW_LOCAL_PATHS=1 $(PY) app.py
 
 test: dev-deps browser
+	$(PY) -m ruff check .
 	$(PY) -m pytest -q
 
 lint: dev-deps

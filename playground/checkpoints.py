@@ -118,12 +118,17 @@ def count_params(model: nn.Module) -> int:
 
 
 # ------------------------------------------------------------------------------------------------ saving
-def _atomic(path: Path, write) -> None:
-    """Write via a temp file in the same folder then os.replace: readers never see half a file."""
+def atomic_write(path: Path, write) -> None:
+    """Write `path` via a temp file in the same folder then os.replace: readers never see half a file, and a
+    failed or interrupted write leaves the previous file intact. `write(tmp_path)` writes the content."""
+    path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
         write(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a saved model should read like any other file
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -165,9 +170,9 @@ def save(bundle: Bundle, folder: str | Path) -> Path:
                 config[key] = value
     config["playground"] = extra
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-    _atomic(folder / WEIGHTS, lambda p: save_file(tensors, p, metadata={"format": "pt"}))
+    atomic_write(folder / WEIGHTS, lambda p: save_file(tensors, p, metadata={"format": "pt"}))
     text = json.dumps(config, indent=2) + "\n"
-    _atomic(folder / "config.json", lambda p: Path(p).write_text(text, encoding="utf-8"))
+    atomic_write(folder / "config.json", lambda p: Path(p).write_text(text, encoding="utf-8"))
     if bundle.tokenizer is not None:
         bundle.tokenizer.save(folder)
     return folder

@@ -24,7 +24,6 @@ import math
 import os
 import shlex
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
@@ -36,6 +35,7 @@ import torch.nn.functional as F
 
 from playground import device as devices
 from playground import distributed
+from playground.checkpoints import atomic_write
 from playground.data import TokenData
 
 log = logging.getLogger(__name__)
@@ -389,18 +389,6 @@ def _evaluate_into(record: StepLog, model, data: TokenData, cfg: TrainConfig, co
 OPTIMIZER_FILE, STATE_FILE = "optimizer.safetensors", "train_state.json"
 
 
-def _atomic_write(path: Path, write) -> None:
-    """Write through a temp file in the same folder, then rename: a crash never leaves half a file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def save_run(folder: str | Path, model: nn.Module, tokenizer, state: TrainState, cfg: TrainConfig, info=None) -> Path:
     """Save the model (via checkpoints.save) and everything needed to resume training from this step."""
     from safetensors.torch import save_file
@@ -416,7 +404,7 @@ def save_run(folder: str | Path, model: nn.Module, tokenizer, state: TrainState,
     for name in ("rng", "cuda_rng"):
         if getattr(state, name) is not None:
             tensors[f"rng.{name}"] = getattr(state, name).cpu()
-    _atomic_write(folder / OPTIMIZER_FILE, lambda p: save_file(tensors, p))
+    atomic_write(folder / OPTIMIZER_FILE, lambda p: save_file(tensors, p))
     meta = {
         "step": state.step,
         "tokens_seen": state.tokens_seen,
@@ -424,7 +412,7 @@ def save_run(folder: str | Path, model: nn.Module, tokenizer, state: TrainState,
         "config": cfg.to_dict(),
         "param_groups": groups,
     }
-    _atomic_write(folder / STATE_FILE, lambda p: Path(p).write_text(json.dumps(meta, indent=2), encoding="utf-8"))
+    atomic_write(folder / STATE_FILE, lambda p: Path(p).write_text(json.dumps(meta, indent=2), encoding="utf-8"))
     return folder
 
 
@@ -763,9 +751,9 @@ class _Reporter:
             **self.history,
         }
         text = json.dumps(record, indent=1)
-        _atomic_write(self.out / "train_log.json", lambda p: Path(p).write_text(text, encoding="utf-8"))
+        atomic_write(self.out / "train_log.json", lambda p: Path(p).write_text(text, encoding="utf-8"))
         card = model_card(record)
-        _atomic_write(self.out / "README.md", lambda p: Path(p).write_text(card, encoding="utf-8"))
+        atomic_write(self.out / "README.md", lambda p: Path(p).write_text(card, encoding="utf-8"))
         log.info("saved the run at step %d to %s", state.step, self.out)
 
     def finish(self, model, tokenizer, state: TrainState, final_iters: int) -> None:

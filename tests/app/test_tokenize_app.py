@@ -84,7 +84,8 @@ def test_bad_tokenize_inputs_give_clear_errors(client, args, message):
 @pytest.mark.parametrize(
     "args, message",
     [
-        ((tt.CORPUS, "austen", "", 10, "bpe"), "(Vocabulary size must be a whole number from 64|less than minimum value 64)"),
+        ((tt.CORPUS, "austen", "", 10, "bpe"),
+         "(Vocabulary size must be a whole number from 64|less than minimum value 64)"),
         ((tt.CORPUS, "austen", "", 100, "bpe"), "too small"),
         ((tt.PASTE, "austen", "tiny text", 5000, "bpe"), "too big for this text"),
         ((tt.PASTE, "austen", "   ", 500, "bpe"), "empty"),

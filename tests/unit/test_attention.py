@@ -10,15 +10,6 @@ import torch
 from playground import attention as A
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Two threads on a shared 2-core machine run ~20x slower than one (they wait on each other)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def reference(q, k, v):
     """Float64, one query at a time, from the definition: query i (absolute S-T+i) sees keys 0..S-T+i."""
     q, k, v = q.double(), k.double(), v.double()

@@ -13,14 +13,6 @@ from playground.llama import LlamaConfig, Transformer
 from tests.unit._tiny import VOCAB, tiny_tokenizer
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def gpt(**kw):
     torch.manual_seed(0)
     return GPT(GPTConfig(vocab_size=VOCAB, context_length=32, n_embd=42, n_layer=2, n_head=4, **kw)).eval()

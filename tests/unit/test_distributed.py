@@ -50,7 +50,7 @@ def test_shard_bounds_cover_every_item_once():
         for world in (1, 2, 3, 5):
             bounds = [distributed.shard_bounds(n, world, r) for r in range(world)]
             assert bounds[0][0] == 0 and bounds[-1][1] == n
-            assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:]))
+            assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:], strict=False))
             sizes = [hi - lo for lo, hi in bounds]
             assert max(sizes) - min(sizes) <= 1
 
@@ -116,7 +116,7 @@ def _torchrun(command: str, args: list[str], n: int = 2) -> subprocess.Completed
 
 
 def _close(a: list[float], b: list[float], rel: float = 1e-4) -> bool:
-    return len(a) == len(b) and all(abs(x - y) <= rel * max(abs(x), abs(y), 1e-8) for x, y in zip(a, b))
+    return len(a) == len(b) and all(abs(x - y) <= rel * max(abs(x), abs(y), 1e-8) for x, y in zip(a, b, strict=True))
 
 
 PRETRAIN = ["--n-layer", "1", "--n-embd", "32", "--n-head", "2", "--context", "16", "--batch-size", "8",

@@ -9,15 +9,6 @@ import torch.nn.functional as F
 from playground.gpt import GPT, PRESETS, GPTConfig, count_params, new_gpt
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Two threads on a shared 2-core machine run ~20x slower than one (they wait on each other)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def tiny(**kw) -> GPT:
     torch.manual_seed(0)
     cfg = dict(vocab_size=61, context_length=32, n_embd=42, n_layer=2, n_head=4, dropout=0.0)  # hs 10, A 40

@@ -13,15 +13,6 @@ from playground.llama import PRESETS, LlamaConfig, Transformer, apply_rotary_emb
 from tests.unit._tiny import VOCAB, hf_llama, tiny_tokenizer
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Two threads on a shared 2-core machine run ~20x slower than one (they wait on each other)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def tiny(**kw) -> Transformer:
     torch.manual_seed(0)
     cfg = dict(vocab_size=67, dim=48, n_layers=2, n_heads=6, n_kv_heads=2, hidden_dim=80, max_seq_len=40)

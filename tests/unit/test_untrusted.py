@@ -22,12 +22,6 @@ CODE = sorted([*(ROOT / "playground").rglob("*.py"), ROOT / "app.py", *(ROOT / "
 PICKLERS = {"pickle", "cPickle", "_pickle", "joblib", "dill", "cloudpickle", "shelve", "marshal"}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def tiny_bundle(seed: int = 0) -> checkpoints.Bundle:
@@ -239,7 +233,7 @@ def test_a_failing_save_run_keeps_the_old_optimizer_state(tmp_path, monkeypatch)
     list(train.train_steps(bundle.model, d, cfg, state, max_steps=2))
     train.save_run(tmp_path, bundle.model, bundle.tokenizer, state, cfg)
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
-    monkeypatch.setattr(train, "_atomic_write", _crashing(train._atomic_write))
+    monkeypatch.setattr(train, "atomic_write", _crashing(train.atomic_write))
     with pytest.raises(OSError):
         train.save_run(tmp_path, bundle.model, bundle.tokenizer, state, cfg)
     for name in (train.OPTIMIZER_FILE, train.STATE_FILE):

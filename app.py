@@ -5,10 +5,11 @@ import os
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # idle OpenMP threads sleep instead of spinning on a shared CPU
 
-from playground.device import configure_threads  # noqa: E402
+from playground.device import configure_memory, configure_threads  # noqa: E402
 from playground.ui import build_app, launch_kwargs  # noqa: E402
 
 configure_threads()
+configure_memory()
 demo = build_app()
 
 if __name__ == "__main__":

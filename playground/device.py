@@ -76,3 +76,35 @@ def configure_threads(default: int = 1) -> int:
     if n > 0:
         torch.set_num_threads(n)
     return torch.get_num_threads()
+
+
+def configure_memory(trim_every: float = 30.0) -> bool:
+    """On glibc (Linux): at most 2 malloc arenas, and give freed heap back to the OS every `trim_every` seconds.
+
+    Gradio serves requests from a pool of up to 40 threads; glibc gives busy threads arenas of their own (up to
+    8 x cores), and memory freed in an arena is rarely returned. On a Space where learners' models come and go
+    (session state expires), resident memory then creeps up round after round although nothing is leaked.
+    Returns False (and does nothing) where glibc is not there.
+    """
+    import ctypes
+    import ctypes.util
+    import threading
+    import time
+
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name or "libc.so.6")
+        mallopt, malloc_trim = libc.mallopt, libc.malloc_trim
+    except (OSError, AttributeError):
+        return False
+    M_ARENA_MAX = -8  # glibc's malloc.h
+    mallopt(M_ARENA_MAX, 2)
+
+    def trim_forever():
+        while True:
+            time.sleep(trim_every)
+            malloc_trim(0)
+
+    if trim_every > 0:
+        threading.Thread(target=trim_forever, name="malloc-trim", daemon=True).start()
+    return True

@@ -43,15 +43,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_app(extra_env: dict | None = None, timeout: float = 120.0):
-    """Start `python app.py` on a free port; return (process, url) once it answers HTTP 200."""
+def start_app(extra_env: dict | None = None, timeout: float = 120.0, argv: list[str] | None = None):
+    """Start `python app.py` (or `python <argv>`) on a free port; return (process, url) once it answers HTTP 200."""
     port = free_port()
     env = {**os.environ, **OFFLINE_ENV, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port)}
     env.setdefault("PLAYGROUND_ALLOW_LOCAL_PATHS", "1")  # tests load tiny models from tmp folders (limits.py)
     env.update(extra_env or {})
     ARTIFACTS.mkdir(exist_ok=True)
     logf = open(ARTIFACTS / f"server-{port}.log", "w")
-    proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=logf, stderr=subprocess.STDOUT)
+    cmd = [sys.executable, *(argv or ["app.py"])]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=logf, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -63,7 +64,7 @@ def start_app(extra_env: dict | None = None, timeout: float = 120.0):
                     return proc, url
         except OSError:
             time.sleep(0.3)
-    proc.kill()
+    stop_app(proc)
     raise RuntimeError(f"app did not answer on {url} within {timeout} s; see {logf.name}")
 
 

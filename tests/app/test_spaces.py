@@ -9,40 +9,19 @@ wrapped streaming one (ORPO steps).
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-import time
-import urllib.request
 
 import pytest
 
-from tests.conftest import ARTIFACTS, OFFLINE_ENV, ROOT, free_port, stop_app
+from tests.conftest import ROOT, start_app, stop_app
 
 WITHOUT_SPACES = "import runpy, sys; sys.modules['spaces'] = None; runpy.run_path('app.py', run_name='__main__')"
 TEXT = "It is a truth universally acknowledged, that a single man in possession of a good fortune"
 
 
 def _serve_without_spaces(timeout: float = 180.0):
-    port = free_port()
-    env = {**os.environ, **OFFLINE_ENV, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port)}
-    env.pop("SPACES_ZERO_GPU", None)
-    ARTIFACTS.mkdir(exist_ok=True)
-    logf = open(ARTIFACTS / f"server-nospaces-{port}.log", "w")
-    proc = subprocess.Popen([sys.executable, "-c", WITHOUT_SPACES], cwd=ROOT, env=env, stdout=logf,
-                            stderr=subprocess.STDOUT)
-    url, deadline = f"http://127.0.0.1:{port}/", time.time() + timeout
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"app without spaces exited with {proc.returncode}; see {logf.name}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:
-                if r.status == 200:
-                    return proc, url
-        except OSError:
-            time.sleep(0.3)
-    stop_app(proc)
-    raise RuntimeError(f"app without spaces did not answer within {timeout} s; see {logf.name}")
+    return start_app(timeout=timeout, argv=["-c", WITHOUT_SPACES])
 
 
 def _serves_gpu_handlers(client) -> None:

@@ -41,13 +41,11 @@ import math
 import os
 import platform
 import shlex
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -56,10 +54,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from playground import ROOT
+from playground import decode, sampling
+from playground.course_gpt import CourseGPT
 from playground.gpt import GPT, GPTConfig
 from playground.gpt import PRESETS as GPT_PRESETS
 from playground.llama import Transformer
+from playground.server import start_server, stop_server
 
 log = logging.getLogger(__name__)
 
@@ -200,121 +200,6 @@ def copy_bandwidth(device: torch.device, tiny: bool = False) -> float:
     dst = torch.empty_like(src)
     best = min(timed(lambda: dst.copy_(src), device, 5, warmup=1) for _ in range(3))
     return 2 * n * 4 / best
-
-
-# --------------------------------------------------------------------------------- the course's GPT
-# A faithful reimplementation of the notes' model (sections 36-43), with the config passed in instead of
-# globals and the notes' typos fixed (`nn.linear`, `head+size`, `torch.cat()(...)`, `s.shape`). Its forward
-# returns logits only: the notes' forward also computes a second, by-hand softmax loss on every call,
-# which we leave out, so this reference is a little FASTER than the course's own code.
-class Head(nn.Module):
-    def __init__(self, cfg: GPTConfig):
-        super().__init__()
-        hs = cfg.head_size
-        self.queries = nn.Linear(cfg.n_embd, hs, bias=cfg.bias)
-        self.keys = nn.Linear(cfg.n_embd, hs, bias=cfg.bias)
-        self.values = nn.Linear(cfg.n_embd, hs, bias=cfg.bias)
-        self.register_buffer("tril", torch.tril(torch.ones(cfg.context_length, cfg.context_length)))
-        self.dropout = nn.Dropout(cfg.dropout)  # defined, never applied: as in the notes
-
-    def forward(self, x):
-        BS, SL, _ = x.shape
-        q, k, v = self.queries(x), self.keys(x), self.values(x)  # (BS, SL, hs) each
-        attn_w = q @ k.transpose(-2, -1) * k.shape[-1] ** -0.5  # (BS, SL, SL)
-        attn_w = attn_w.masked_fill(self.tril[:SL, :SL] == 0, float("-inf"))
-        attn_w = F.softmax(attn_w, dim=-1)
-        return attn_w @ v  # (BS, SL, hs)
-
-
-class Multihead(nn.Module):
-    def __init__(self, cfg: GPTConfig):
-        super().__init__()
-        self.heads = nn.ModuleList([Head(cfg) for _ in range(cfg.n_head)])
-        self.combine = nn.Linear(cfg.head_size * cfg.n_head, cfg.n_embd, bias=cfg.bias)
-        self.dropout = nn.Dropout(cfg.dropout)
-
-    def forward(self, x):
-        x = torch.cat([head(x) for head in self.heads], dim=-1)  # (BS, SL, nh * hs)
-        return self.dropout(self.combine(x))
-
-
-class ForwardLayer(nn.Module):
-    def __init__(self, cfg: GPTConfig):
-        super().__init__()
-        self.network = nn.Sequential(
-            nn.Linear(cfg.n_embd, cfg.mlp_ratio * cfg.n_embd, bias=cfg.bias),
-            nn.GELU(),
-            nn.Linear(cfg.mlp_ratio * cfg.n_embd, cfg.n_embd, bias=cfg.bias),
-            nn.Dropout(cfg.dropout),
-        )
-
-    def forward(self, x):
-        return self.network(x)
-
-
-class CourseBlock(nn.Module):
-    def __init__(self, cfg: GPTConfig):
-        super().__init__()
-        self.ma = Multihead(cfg)
-        self.feed_forward = ForwardLayer(cfg)
-        self.ln1 = nn.LayerNorm(cfg.n_embd)
-        self.ln2 = nn.LayerNorm(cfg.n_embd)
-
-    def forward(self, x):
-        x = x + self.ma(self.ln1(x))
-        return x + self.feed_forward(self.ln2(x))
-
-
-class CourseGPT(nn.Module):
-    """The notes' GPT: model(input (BS, SL)) -> logits (BS, SL, V)."""
-
-    def __init__(self, cfg: GPTConfig):
-        super().__init__()
-        self.config = cfg
-        self.embeddings = nn.Embedding(cfg.vocab_size, cfg.n_embd)
-        self.positions = nn.Embedding(cfg.context_length, cfg.n_embd)
-        self.blocks = nn.Sequential(*[CourseBlock(cfg) for _ in range(cfg.n_layer)])
-        self.ln = nn.LayerNorm(cfg.n_embd)
-        self.final_linear = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=cfg.bias)
-        self.apply(self._init_weights)
-
-    @staticmethod
-    def _init_weights(module):
-        if isinstance(module, nn.Linear):
-            torch.nn.init.normal_(module.weight, mean=0.0, std=0.02)
-            if module.bias is not None:
-                torch.nn.init.zeros_(module.bias)
-
-    def forward(self, input):
-        BS, SL = input.shape
-        x = self.embeddings(input) + self.positions(torch.arange(SL, device=input.device))  # (BS, SL, C)
-        return self.final_linear(self.ln(self.blocks(x)))  # (BS, SL, V)
-
-
-@torch.no_grad()
-def course_from_gpt(ours: GPT) -> CourseGPT:
-    """A CourseGPT holding exactly our weights: head h's queries/keys/values are rows h*hs:(h+1)*hs of the
-    q, k and v blocks of our fused c_attn (tests prove the two compute the same logits)."""
-    cfg = ours.config
-    course = CourseGPT(cfg).to(next(ours.parameters()).device, next(ours.parameters()).dtype)
-    A, hs = cfg.n_head * cfg.head_size, cfg.head_size
-    course.embeddings.weight.copy_(ours.wte.weight)
-    course.positions.weight.copy_(ours.wpe.weight)
-    for ob, cb in zip(ours.h, course.blocks, strict=True):
-        w, b = ob.attn.c_attn.weight, ob.attn.c_attn.bias  # (3A, C), (3A,)
-        for h, head in enumerate(cb.ma.heads):
-            for part, lin in enumerate((head.queries, head.keys, head.values)):
-                rows = slice(part * A + h * hs, part * A + (h + 1) * hs)
-                lin.weight.copy_(w[rows])
-                if b is not None:
-                    lin.bias.copy_(b[rows])
-        pairs = [(cb.ma.combine, ob.attn.c_proj), (cb.feed_forward.network[0], ob.mlp.c_fc),
-                 (cb.feed_forward.network[2], ob.mlp.c_proj), (cb.ln1, ob.ln_1), (cb.ln2, ob.ln_2)]  # fmt: skip
-        for dst, src in pairs:
-            dst.load_state_dict(src.state_dict())
-    course.ln.load_state_dict(ours.ln_f.state_dict())
-    course.final_linear.load_state_dict(ours.lm_head.state_dict())
-    return course
 
 
 # --------------------------------------------------------------------------------------------- training
@@ -627,114 +512,114 @@ def _agree(a: list[int], b: list[int]) -> int:
     return n
 
 
-def decode_rows(bench: Bench) -> None:
-    from playground import decode, sampling
+@dataclass
+class _DecodeCase:
+    """One decode comparison: our decoders and transformers' generate on the same weights, prompt and length."""
 
+    bench: Bench
+    model: nn.Module
+    hf: nn.Module
+    prompt: torch.Tensor  # (1, 32)
+    n: int
+    reps: int
+    figures: dict = field(default_factory=dict)  # transformers' figures by cache kind, measured once
+    holder: dict = field(default_factory=dict)  # the default FastDecoder, its mode and figures
+
+    def hf_run(self, static: bool) -> tuple[float, float, list[int]]:
+        key = "hf-static" if static else "hf-dynamic"
+        if key not in self.figures:  # the dynamic cache warms up on a short run (it is slow on a GPU: ~40 tok/s)
+            warm = None if static else (lambda: _hf_generate(self.hf, self.prompt, 8, False))
+
+            def run():
+                stamps = _Stamps()
+                return _hf_generate(self.hf, self.prompt, self.n, static, stamps), stamps.times
+
+            reps = 1 if not static and self.bench.cuda else self.reps
+            self.figures[key] = _rates(run, self.n, self.bench.device, reps, warmup=warm)
+        return self.figures[key]
+
+    def note(self, ours: tuple, ref: tuple, mode: str = "") -> str:
+        n = self.n
+        return (f"{mode}tokens agree with transformers for {_agree(ours[2], ref[2])}/{n}; steady state "
+                f"(tokens {n // 4 + 1}-{n}); end to end incl. prefill: ours {_fmt(ours[1])}, ref {_fmt(ref[1])} "
+                "tok/s")  # fmt: skip
+
+    def fast_rates(self, dec) -> tuple[float, float, list[int]]:
+        return _rates(lambda: _stamped(decode.greedy(dec, self.prompt, self.n)), self.n, self.bench.device, self.reps)
+
+    def eager(self, row: Row) -> None:
+        ids = self.prompt[0].tolist()
+        run = lambda: _stamped(sampling.generate(self.model, ids, self.n, temperature=0))
+        ours, ref = _rates(run, self.n, self.bench.device, 1), self.hf_run(False)
+        row.ours, row.ref, row.note = ours[0], ref[0], self.note(ours, ref)
+
+    def fast(self, row: Row, static: bool) -> None:
+        if "ours" not in self.holder:
+            dec = decode.FastDecoder(self.model, 32 + self.n)
+            self.holder.update(mode=f"{dec.mode}, {dec.attn} attention", ours=self.fast_rates(dec), dec=dec)
+        ours, ref = self.holder["ours"], self.hf_run(static)
+        row.ours, row.ref, row.note = ours[0], ref[0], self.note(ours, ref, f"mode {self.holder['mode']}; ")
+
+    def variant(self, row: Row, what: str, **decoder_kw) -> None:
+        """A FastDecoder variant (the two-product attention, or layers compiled with max-autotune) against
+        transformers' static cache; skipped once the run is past its budget."""
+        if self.bench.elapsed() > self.bench.budget_s:
+            raise TimeoutError(f"skipped: the run passed its {self.bench.budget_s:.0f} s budget")
+        dec = decode.FastDecoder(self.model, 32 + self.n, **decoder_kw)
+        ours, ref = self.fast_rates(dec), self.hf_run(True)
+        row.ours, row.ref = ours[0], ref[0]
+        row.note = self.note(ours, ref, f"mode {dec.mode}{what}, {dec.attn} attention; ")
+
+    def limit(self, row: Row) -> None:
+        if "ours" not in self.holder:
+            raise RuntimeError("no FastDecoder figure (its row failed)")
+        weight_bytes = _bytes_per_token(self.model)
+        row.ref = self.bench.meta["copy_bandwidth"] / weight_bytes
+        row.ours = self.holder["ours"][0]
+        row.note = f"{weight_bytes / 1e6:.0f} MB of weights read per token; ours reaches {row.ours / row.ref:.0%}"
+
+
+def _decode_case(bench: Bench) -> tuple[_DecodeCase, str] | None:
     dtype = torch.bfloat16 if bench.cuda else torch.float32
-    dname = str(dtype).removeprefix("torch.")
     if bench.tiny:  # the tiny Llama's context is 128: prompt 32 + 8 fits on any device
         n = 8
     else:
         n = (128 if bench.quick else 256) if bench.cuda else (16 if bench.quick else 48)
-    reps = 2 if bench.cuda else 1
     try:
         model, label = _decode_model(bench, dtype)
         hf = _hf_from_ours(model, dtype, bench.device)
         model = model.to(bench.device).eval()
     except Exception as err:  # noqa: BLE001
         error_row(bench, "decode", "decode setup", f"{type(err).__name__}: {err}")
-        return
+        return None
     prompt = torch.randint(0, model.config.vocab_size, (1, 32), generator=torch.Generator().manual_seed(0))
-    prompt = prompt.to(bench.device)
-    label = f"{label} b1 {dname}, prompt 32 + {n} new"
-    figures: dict[str, tuple[float, float, list[int]]] = {}
+    case = _DecodeCase(bench, model, hf, prompt.to(bench.device), n, reps=2 if bench.cuda else 1)
+    return case, f"{label} b1 {str(dtype).removeprefix('torch.')}, prompt 32 + {n} new"
 
-    def hf_run(static: bool):
-        key = "hf-static" if static else "hf-dynamic"
-        if key not in figures:  # the dynamic cache warms up on a short run (it is slow on a GPU: ~40 tok/s)
-            warm = None if static else (lambda: _hf_generate(hf, prompt, 8, False))
 
-            def run():
-                stamps = _Stamps()
-                return _hf_generate(hf, prompt, n, static, stamps), stamps.times
-
-            figures[key] = _rates(run, n, bench.device, 1 if not static and bench.cuda else reps, warmup=warm)
-        return figures[key]
-
-    def how(ours: tuple, ref: tuple) -> str:
-        return (f"steady state (tokens {n // 4 + 1}-{n}); end to end incl. prefill: ours {_fmt(ours[1])}, "
-                f"ref {_fmt(ref[1])} tok/s")  # fmt: skip
-
-    def eager(row):
-        ids = prompt[0].tolist()
-        ours = _rates(lambda: _stamped(sampling.generate(model, ids, n, temperature=0)), n, bench.device, 1)
-        ref = hf_run(False)
-        row.ours, row.ref = ours[0], ref[0]
-        row.note = f"tokens agree with transformers for {_agree(ours[2], ref[2])}/{n}; {how(ours, ref)}"
-
+def decode_rows(bench: Bench) -> None:
+    made = _decode_case(bench)
+    if made is None:
+        return
+    case, label = made
+    static_ref = "transformers generate, static cache"
     bench.run(Row("decode", f"{label}: ours, eager KV cache (sampling.generate)", "tok/s",
-                  "transformers generate, dynamic cache"), eager)  # fmt: skip
-    holder: dict = {}
-
-    def fast(row, static: bool):
-        if "ours" not in holder:
-            dec = decode.FastDecoder(model, 32 + n)
-            holder["mode"] = f"{dec.mode}, {dec.attn} attention"
-            holder["ours"] = _rates(lambda: _stamped(decode.greedy(dec, prompt, n)), n, bench.device, reps)
-            holder["dec"] = dec
-        ours, ref = holder["ours"], hf_run(static)
-        row.ours, row.ref = ours[0], ref[0]
-        row.note = f"mode {holder['mode']}; tokens agree with transformers for {_agree(ours[2], ref[2])}/{n}; " \
-                   f"{how(ours, ref)}"  # fmt: skip
-
+                  "transformers generate, dynamic cache"), case.eager)  # fmt: skip
     for static in (False, True):
         ref_name = f"transformers generate, {'static' if static else 'dynamic'} cache"
         bench.run(Row("decode", f"{label}: ours, decode.FastDecoder", "tok/s", ref_name),
-                  lambda r, s=static: fast(r, s))  # fmt: skip
-
-    def matmul_variant(row):
-        """The same decoder with the two-product attention (bf16 products, fp32 softmax): which attention
-        is faster on this GPU is measured, not assumed."""
-        if bench.elapsed() > bench.budget_s:
-            raise TimeoutError(f"skipped: the run passed its {bench.budget_s:.0f} s budget")
-        dec = decode.FastDecoder(model, 32 + n, attn="matmul")
-        ours, ref = _rates(lambda: _stamped(decode.greedy(dec, prompt, n)), n, bench.device, reps), hf_run(True)
-        row.ours, row.ref = ours[0], ref[0]
-        row.note = f"mode {dec.mode}, {dec.attn} attention; tokens agree with transformers for " \
-                   f"{_agree(ours[2], ref[2])}/{n}; {how(ours, ref)}"  # fmt: skip
-
-    if bench.cuda:
-        bench.run(Row("decode", f"{label}: ours, decode.FastDecoder(attn='matmul')", "tok/s",
-                      "transformers generate, static cache"), matmul_variant)  # fmt: skip
-
-    def autotuned(row):
-        """Last row of a CUDA run (its compile may be long): layers compiled with max-autotune (inductor
-        benchmarks Triton matrix-vector kernels against cuBLAS and can fuse the additions into them)."""
-        if bench.elapsed() > bench.budget_s:
-            raise TimeoutError(f"skipped: the run passed its {bench.budget_s:.0f} s budget")
-        dec = decode.FastDecoder(model, 32 + n, compile_mode="max-autotune-no-cudagraphs")
-        ours, ref = _rates(lambda: _stamped(decode.greedy(dec, prompt, n)), n, bench.device, reps), hf_run(True)
-        row.ours, row.ref = ours[0], ref[0]
-        row.note = f"mode {dec.mode} (max-autotune), {dec.attn} attention; tokens agree with transformers for " \
-                   f"{_agree(ours[2], ref[2])}/{n}; {how(ours, ref)}"  # fmt: skip
-
-    if bench.cuda and not bench.tiny:  # run by run_bench after everything else
+                  lambda r, s=static: case.fast(r, s))  # fmt: skip
+    if bench.cuda:  # the two-product attention (bf16 products, fp32 softmax): which is faster is measured
+        bench.run(Row("decode", f"{label}: ours, decode.FastDecoder(attn='matmul')", "tok/s", static_ref),
+                  lambda r: case.variant(r, "", attn="matmul"))  # fmt: skip
+    if bench.cuda and not bench.tiny:  # last row of a CUDA run (its compile may be long): run by run_bench
         name = f"{label}: ours, decode.FastDecoder, layers compiled with max-autotune"
-        bench.later.append(lambda: bench.run(Row("decode", name, "tok/s", "transformers generate, static cache"),
-                                             autotuned))  # fmt: skip
-
-    def limit(row):
-        if "ours" not in holder:
-            raise RuntimeError("no FastDecoder figure (its row failed)")
-        weight_bytes = _bytes_per_token(model)
-        row.ref = bench.meta["copy_bandwidth"] / weight_bytes
-        row.ours = holder["ours"][0]
-        row.note = f"{weight_bytes / 1e6:.0f} MB of weights read per token; ours reaches {row.ours / row.ref:.0%}"
-
+        autotuned = lambda r: case.variant(r, " (max-autotune)", compile_mode="max-autotune-no-cudagraphs")
+        bench.later.append(lambda: bench.run(Row("decode", name, "tok/s", static_ref), autotuned))
     bench.run(Row("decode", f"{label}: ours, decode.FastDecoder", "tok/s",
-                  "memory-bandwidth limit (weight bytes/token / copy bandwidth)"), limit)  # fmt: skip
-    if bench.cuda and "dec" in holder:
-        _profile_decode(bench, holder["dec"])
+                  "memory-bandwidth limit (weight bytes/token / copy bandwidth)"), case.limit)  # fmt: skip
+    if bench.cuda and "dec" in case.holder:
+        _profile_decode(bench, case.holder["dec"])
 
 
 def _bytes_per_token(model: nn.Module) -> int:
@@ -809,8 +694,6 @@ def bundled_rows(bench: Bench) -> None:
 
 
 def _bundled_case(bench: Bench, model: nn.Module, label: str, ids: list[int], n: int) -> None:
-    from playground import decode, sampling
-
     hf = _hf_from_ours(model, torch.float32, torch.device("cpu")) if isinstance(model, Transformer) else None
     prompt = torch.tensor([ids])
     ref_name = "transformers generate (dynamic cache)" if hf is not None else "the course's generate (recompute)"
@@ -842,46 +725,6 @@ with gr.Blocks() as demo:
     gr.Button().click(lambda s: s, t, o, api_name="echo")
 demo.launch()
 """
-OFFLINE_ENV = {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1",
-               "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}  # fmt: skip
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(args: list[str], timeout: float = 120.0) -> tuple[subprocess.Popen, str, float]:
-    """Start a server process on a free port; return (process, url, seconds to its first HTTP 200)."""
-    port = _free_port()
-    env = {**os.environ, **OFFLINE_ENV, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port)}
-    env.pop("SPACES_ZERO_GPU", None)
-    url = f"http://127.0.0.1:{port}/"
-    t = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, *args], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)  # fmt: skip
-    while time.perf_counter() - t < timeout:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{' '.join(args)[:40]} exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:
-                if r.status == 200:
-                    return proc, url, time.perf_counter() - t
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    raise TimeoutError(f"no HTTP 200 from {url} within {timeout} s")
-
-
-def stop_server(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-
-
 def _median_call(fn: Callable[[], object], n: int) -> float:
     fn()  # the first call warms the session (and loads a model into the app's cache)
     times = []

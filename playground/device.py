@@ -38,12 +38,6 @@ def parse_dtype(name: str | torch.dtype) -> torch.dtype:
     return DTYPES[name]
 
 
-def supports_bf16(device: torch.device) -> bool:
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    return device.type == "cpu"
-
-
 def autocast(device: torch.device, dtype: torch.dtype | None):
     """bf16/fp16 autocast on `device`, or a no-op context for float32/None."""
     if dtype is None or dtype == torch.float32:

@@ -182,17 +182,6 @@ def unwrap(model: nn.Module) -> nn.Module:
         model = inner
 
 
-def is_wrapped(model: nn.Module) -> bool:
-    return unwrap(model) is not model
-
-
-def no_sync(model: nn.Module, skip: bool):
-    """DDP's `no_sync()` when `skip` (gradient accumulation: all micro-steps but the last), else a no-op."""
-    if skip and hasattr(model, "no_sync"):
-        return model.no_sync()
-    return contextlib.nullcontext()
-
-
 # ------------------------------------------------------------------------------------------------ sharding
 def shard_bounds(n: int, world: int | None = None, r: int | None = None) -> tuple[int, int]:
     """[start, stop) of this rank's contiguous slice of n items: sizes differ by at most one, earlier ranks larger."""

@@ -5,27 +5,17 @@ The app runs as `python app.py` in a subprocess on a free loopback port, exactly
 
 from __future__ import annotations
 
+import itertools
 import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
+from playground.server import OFFLINE_ENV, start_server, stop_server
+
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
 
-OFFLINE_ENV = {
-    "GRADIO_ANALYTICS_ENABLED": "False",
-    "HF_HUB_OFFLINE": "1",
-    "HF_HUB_DISABLE_TELEMETRY": "1",
-    "TRANSFORMERS_OFFLINE": "1",
-    "HF_DATASETS_OFFLINE": "1",
-    "TOKENIZERS_PARALLELISM": "false",
-}
 for _k, _v in OFFLINE_ENV.items():
     os.environ[_k] = _v
 os.environ.pop("SPACES_ZERO_GPU", None)
@@ -37,43 +27,19 @@ CHROMIUM_ARGS = [
 ]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start_app(extra_env: dict | None = None, timeout: float = 120.0, argv: list[str] | None = None):
-    """Start `python app.py` (or `python <argv>`) on a free port; return (process, url) once it answers HTTP 200."""
-    port = free_port()
-    env = {**os.environ, **OFFLINE_ENV, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port)}
-    env.setdefault("PLAYGROUND_ALLOW_LOCAL_PATHS", "1")  # tests load tiny models from tmp folders (limits.py)
+    """Start `python app.py` (or `python <argv>`) on a free port; return (process, url) once it answers HTTP 200.
+    Its output goes to test-artifacts/server-<n>.log."""
+    env = {"PLAYGROUND_ALLOW_LOCAL_PATHS": "1"}  # tests load tiny models from tmp folders (limits.py)
     env.update(extra_env or {})
     ARTIFACTS.mkdir(exist_ok=True)
-    logf = open(ARTIFACTS / f"server-{port}.log", "w")
-    cmd = [sys.executable, *(argv or ["app.py"])]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=logf, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"app exited with {proc.returncode}; see {logf.name}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:
-                if r.status == 200:
-                    return proc, url
-        except OSError:
-            time.sleep(0.3)
-    stop_app(proc)
-    raise RuntimeError(f"app did not answer on {url} within {timeout} s; see {logf.name}")
+    log = ARTIFACTS / f"server-{next(_SERVERS)}-{os.getpid()}.log"
+    proc, url, _ = start_server(argv, env, timeout, log=log)
+    return proc, url
 
 
-def stop_app(proc) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+stop_app = stop_server
+_SERVERS = itertools.count()
 
 
 @pytest.fixture(scope="session")

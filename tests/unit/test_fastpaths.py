@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from playground import attention, decode, sampling
-from playground.bench import CourseGPT, course_from_gpt
+from playground.course_gpt import CourseGPT, course_from_gpt
 from playground.gpt import GPT, GPTConfig
 from playground.llama import LlamaConfig, Transformer, repeat_kv
 from tests.unit._tiny import hf_llama

@@ -33,3 +33,26 @@ def hf_llama(seed=0, **kw):
         for name, p in model.named_parameters():
             p.copy_(1.0 + 0.1 * torch.randn_like(p) if "norm" in name else 0.1 * torch.randn_like(p))
     return model
+
+
+# Tiny random models of both architectures, for the tests that hold for every model (shapes, causality, the
+# KV cache, overfitting one batch). Sizes are chosen so heads, GQA groups and MLPs are all non-trivial.
+TINY_SHAPES = {
+    "gpt": dict(vocab_size=61, context_length=32, n_embd=42, n_layer=2, n_head=4, dropout=0.0),  # hs 10, A 40
+    "llama": dict(vocab_size=67, max_seq_len=40, dim=48, n_layers=2, n_heads=6, n_kv_heads=2, hidden_dim=80),
+}
+
+
+def tiny_model(arch: str, seed: int = 0, **kw):
+    """A tiny random GPT or Llama in eval mode; keyword arguments override the config fields."""
+    from playground.gpt import GPT, GPTConfig
+    from playground.llama import LlamaConfig, Transformer
+
+    torch.manual_seed(seed)
+    if arch == "gpt":
+        return GPT(GPTConfig(**{**TINY_SHAPES["gpt"], **kw})).eval()
+    return Transformer(LlamaConfig(**{**TINY_SHAPES["llama"], **kw})).eval()
+
+
+def tiny_vocab(arch: str) -> int:
+    return TINY_SHAPES[arch]["vocab_size"]

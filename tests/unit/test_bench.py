@@ -13,8 +13,6 @@ import torch
 from playground import bench
 from playground.gpt import GPT, PRESETS
 
-torch.set_num_threads(1)
-
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):

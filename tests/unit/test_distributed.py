@@ -177,7 +177,6 @@ def test_align_two_gloo_ranks_match_one_process(tmp_path):
     args = ["--base", "llama-base", "--data", str(data), "--steps", "5", "--batch-size", "4", "--max-len", "64",
             "--prompt-max-tokens", "32", "--eval-interval", "0", "--eval-pairs", "4", "--warmup", "2",
             "--device", "cpu"]
-    torch.set_num_threads(1)
     assert orpo.cli([*args, "--out", str(tmp_path / "one")]) == 0
     _torchrun("align", [*args, "--out", str(tmp_path / "two")])
     a, b = (json.loads((tmp_path / d / "train_log.json").read_text()) for d in ("one", "two"))

@@ -22,8 +22,6 @@ from playground.gpt import GPT, GPTConfig
 from playground.llama import LlamaConfig, Transformer, repeat_kv
 from tests.unit._tiny import hf_llama
 
-torch.set_num_threads(1)
-
 
 def gpt(**kw) -> GPT:
     torch.manual_seed(0)

@@ -1,7 +1,7 @@
 """Property tests (hypothesis) for the pure functions: distributions sum to one, losses are finite and
 non-negative, the bundled tokenizer round-trips arbitrary text, and the limit helpers refuse NaN.
 
-Bounded: few examples, a deadline, no shrinking marathons; one torch thread.
+Bounded: few examples, no shrinking marathons (conftest sets one torch thread).
 
 The tokenizer's identity: the bundled SentencePiece model uses normalization "identity" (no NFKC),
 remove_extra_whitespaces=False and byte_fallback=True, so decode(encode(s)) == s for every Unicode string
@@ -22,14 +22,6 @@ from hypothesis import strategies as st
 from playground import limits, losses, sampling
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 finite = st.floats(min_value=-1e4, max_value=1e4, allow_nan=False, width=32)
@@ -59,20 +51,6 @@ def test_every_stage_is_a_distribution_and_the_last_is_what_generate_draws(row, 
         assert abs(float(s.probs.sum()) - 1.0) < 1e-5 and (s.probs >= 0).all()
         assert 0.0 <= s.entropy <= math.log(len(row)) + 1e-4
     torch.testing.assert_close(stages[-1].probs, sampling.next_token_probs(logits, t, k, p))
-
-
-@SETTINGS
-@given(row=logit_rows, bad=st.sampled_from([math.nan, -1.0, math.inf, -math.inf]))
-def test_bad_temperatures_are_value_errors(row, bad):
-    with pytest.raises(ValueError, match="temperature"):
-        sampling.next_token_probs(torch.tensor(row), bad)
-
-
-@SETTINGS
-@given(bad=st.sampled_from([math.nan, 0.0, -0.5, 1.5, math.inf]))
-def test_bad_top_p_are_value_errors(bad):
-    with pytest.raises(ValueError, match="top_p"):
-        sampling.next_token_probs(torch.zeros(5), 1.0, None, bad)
 
 
 # --------------------------------------------------------------------------------------------- losses
@@ -118,8 +96,7 @@ def test_orpo_loss_is_finite_and_non_negative(chosen, data, nll, lam):
     assert abs(float(out.loss) - (float(out.nll) + lam * float(out.or_loss.mean()))) < 1e-4 * max(1.0, float(out.loss))
 
 
-@SETTINGS
-@given(lam=st.sampled_from([math.nan, -0.1, math.inf]))
+@pytest.mark.parametrize("lam", [math.nan, -0.1, math.inf])
 def test_orpo_refuses_bad_lambda(lam):
     with pytest.raises(ValueError, match="lam"):
         losses.orpo_loss(torch.tensor([-1.0]), torch.tensor([-2.0]), torch.tensor(1.0), lam)
@@ -149,9 +126,20 @@ def test_the_bundled_tokenizer_round_trips(bundled, text):
 
 
 # ------------------------------------------------------------------------------------ limit helpers
+letters = st.text(st.characters(categories=["L"]), max_size=5)
+
+
 @SETTINGS
-@given(value=st.one_of(st.sampled_from([math.nan, math.inf, -math.inf, None, "x", "", [1]]), st.floats(-1e6, -1)))
-def test_limit_helpers_refuse_nan_and_nonsense(value):
+@given(value=st.one_of(st.floats(-1e6, -1), st.floats(1e6, 1e300), letters))
+def test_limit_helpers_refuse_out_of_range_and_nonsense(value):
+    with pytest.raises(ValueError, match="must be"):
+        limits.check_int(value, "Steps", 1, 100)
+    with pytest.raises(ValueError, match="must be"):
+        limits.check_float(value, "Rate", 0.0, 1.0)
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf, None, "x", "", [1]])
+def test_limit_helpers_refuse_nan_and_non_numbers(value):
     with pytest.raises(ValueError, match="must be"):
         limits.check_int(value, "Steps", 1, 100)
     with pytest.raises(ValueError, match="must be"):

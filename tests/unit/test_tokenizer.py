@@ -3,7 +3,6 @@ the chat template, and the same interface over a `transformers` tokenizer (built
 
 import json
 import struct
-import time
 
 import pytest
 
@@ -266,12 +265,10 @@ def test_load_errors_are_clear(tmp_path):
         T.SentencePieceTokenizer(b"definitely not a model")
 
 
-def test_offline_hub_id_fails_fast(monkeypatch):
+def test_offline_hub_id_fails_with_a_clear_message(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    start = time.perf_counter()
     with pytest.raises(ValueError, match="offline"):
         T.load_tokenizer("nobody-here/no-such-tokenizer@main")
-    assert time.perf_counter() - start < 10
 
 
 # ------------------------------------------------------------------------------ a transformers tokenizer

@@ -29,6 +29,7 @@ from playground import CHECKPOINTS
 from playground.gpt import GPT, GPTConfig
 from playground.limits import LIMITS
 from playground.llama import LlamaConfig, Transformer
+from playground.models import count_params
 
 log = logging.getLogger(__name__)
 
@@ -111,10 +112,6 @@ def hf_name(ours: str) -> str:
     if key not in HF_LLAMA_NAMES:
         raise ValueError(f"no Hugging Face name for Llama parameter {ours!r}")
     return HF_LLAMA_NAMES[key].format(i=m.group(1)) if m else HF_LLAMA_NAMES[key]
-
-
-def count_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
 
 
 # ------------------------------------------------------------------------------------------------ saving

@@ -41,23 +41,20 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
 
+from playground import sampling
 from playground.gpt import GPT
 from playground.llama import Transformer, apply_rotary_emb
+from playground.models import context_length, eval_mode
+from playground.spaces_support import on_zero_gpu
 
 log = logging.getLogger(__name__)
 
-__all__ = ["FastDecoder", "supports", "generate", "greedy", "zero_gpu"]
-
-
-def zero_gpu() -> bool:
-    """True on a Hugging Face ZeroGPU Space: no torch.compile and no CUDA graphs there."""
-    return bool(os.environ.get("SPACES_ZERO_GPU"))
+__all__ = ["FastDecoder", "supports", "generate", "greedy"]
 
 
 def supports(model: torch.nn.Module) -> bool:
@@ -273,8 +270,8 @@ class FastDecoder:
         self.slots = min(-(-max_len // 16) * 16, limit)
         with torch.inference_mode():
             self._setup(c)
-        on_cuda = self.device.type == "cuda" and not zero_gpu()
-        self.compile = on_cuda if compile is None else bool(compile) and not zero_gpu()
+        on_cuda = self.device.type == "cuda" and not on_zero_gpu()
+        self.compile = on_cuda if compile is None else bool(compile) and not on_zero_gpu()
         self.graph = None
         want_graph = on_cuda if cuda_graph is None else bool(cuda_graph) and on_cuda
         # compile_mode: torch.compile's mode, e.g. "max-autotune-no-cudagraphs" (we capture the graph ourselves)
@@ -463,27 +460,21 @@ def generate(
     """`sampling.generate` on the fast decoder: the same arguments, the same tokens (it uses sampling's own
     next_token_probs and draw). When the prompt plus the new tokens do not fit the model's context, it hands
     over to `sampling.generate`, whose sliding window this static cache does not do."""
-    from playground import sampling
-
     settings = sampling.check_settings(temperature, top_k, top_p)
-    max_new_tokens = sampling._check_max_new(max_new_tokens)
-    prompt, _ = sampling.crop_prompt(sampling._prompt_ids(idx), sampling.context_length(model))
+    max_new_tokens = sampling.check_max_new(max_new_tokens)
+    context = context_length(model)
+    prompt, _ = sampling.crop_prompt(sampling.prompt_ids(idx), context)
     need = len(prompt) + max_new_tokens - 1  # the last drawn token is never fed back
-    context = sampling.context_length(model)
     if not supports(model) or max_new_tokens == 0 or (context is not None and need > context):
         return sampling.generate(model, idx, max_new_tokens, temperature, top_k, top_p, generator, eos_id)
     return _generate(model, prompt, max_new_tokens, settings, generator, eos_id, need, compile, cuda_graph)
 
 
 def _generate(model, prompt, max_new_tokens, settings, generator, eos_id, need, compile, cuda_graph):
-    from playground import sampling
-
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         decoder = FastDecoder(model, max(need, len(prompt)), 1, compile=compile, cuda_graph=cuda_graph)
         ids = torch.tensor([prompt], dtype=torch.long, device=decoder.device)  # (1, T)
-        if sampling._is_greedy(settings[0]):
+        if sampling.is_greedy(settings[0]):
             tokens = greedy(decoder, ids, max_new_tokens)
         else:
             tokens = _sampled(decoder, ids, max_new_tokens, settings, generator)
@@ -491,13 +482,9 @@ def _generate(model, prompt, max_new_tokens, settings, generator, eos_id, need, 
             yield token
             if token == eos_id:
                 return
-    finally:
-        model.train(was_training)
 
 
 def _sampled(decoder: FastDecoder, ids, max_new_tokens, settings, generator) -> Iterator[int]:
-    from playground import sampling
-
     logits = decoder.prefill(ids)
     for i in range(max_new_tokens):
         token = sampling.draw(sampling.next_token_probs(logits[0], *settings), generator)

@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from playground.models import count_params, device_of, eval_mode, require_context
+
 log = logging.getLogger(__name__)
 
 
@@ -38,12 +40,10 @@ def heldout_loss(model: nn.Module, ids: torch.Tensor, context: int, batch_size: 
     n_targets = len(ids) - 1
     if n_targets < 1:
         raise ValueError("need at least two tokens to score")
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
+    device = device_of(model)
     starts = list(range(0, n_targets, context))
     total = torch.zeros((), dtype=torch.float64, device=device)
-    try:
+    with eval_mode(model):
         for i in range(0, len(starts), batch_size):
             group = starts[i: i + batch_size]
             # full windows batch together; the last, shorter one goes on its own
@@ -57,15 +57,8 @@ def heldout_loss(model: nn.Module, ids: torch.Tensor, context: int, batch_size: 
                 x = ids[s:n_targets].unsqueeze(0).to(device)  # (1, t)
                 y = ids[s + 1: n_targets + 1].unsqueeze(0).to(device)  # (1, t)
                 total += F.cross_entropy(model(x).float().flatten(0, 1), y.flatten(), reduction="sum").double()
-    finally:
-        model.train(was_training)
     loss = float(total) / n_targets
     return {"val_loss": loss, "perplexity": math.exp(loss), "targets": n_targets, "context": context}
-
-
-def model_context(model: nn.Module) -> int:
-    cfg = model.config
-    return int(getattr(cfg, "context_length", None) or cfg.max_seq_len)
 
 
 def preference_rows(tokenizer, data: str = "chatterbot,bigbench"):
@@ -105,9 +98,9 @@ def evaluate(names: list[str], device: str = "cpu", max_val_tokens: int | None =
         t0 = time.perf_counter()
         bundle = checkpoints.load(name, device=str(dev))
         model, tok = bundle.model, bundle.tokenizer
-        res: dict = {"params": checkpoints.count_params(model), "arch": bundle.info.get("arch")}
+        res: dict = {"params": count_params(model), "arch": bundle.info.get("arch")}
         ids = data.corpus_data("all", tok).val
-        res |= heldout_loss(model, ids, model_context(model), max_tokens=max_val_tokens)
+        res |= heldout_loss(model, ids, require_context(model), max_tokens=max_val_tokens)
         if pairs and bundle.info.get("arch") == "llama":
             val_rows = val_rows if val_rows is not None else preference_rows(tok)
             res["pairs"] = orpo.evaluate_pairs(model, val_rows, tok.pad_id, lam=orpo.COURSE_LAMBDA)

@@ -170,11 +170,6 @@ class GPT(nn.Module):
         return self.lm_head(self.ln_f(x))  # (B, T, V)
 
 
-def count_params(model: nn.Module) -> int:
-    """Distinct parameters (a tied matrix counts once)."""
-    return sum(p.numel() for p in model.parameters())
-
-
 def new_gpt(preset: str = "tiny", **overrides) -> GPT:
     """A freshly initialised GPT from a named preset, with fields overridden (e.g. vocab_size=tok.vocab_size)."""
     if preset not in PRESETS:

@@ -14,6 +14,7 @@ import torch.nn as nn
 from playground.attention import capture_weights
 from playground.gpt import GPT, GPTConfig
 from playground.llama import LlamaConfig, Transformer
+from playground.models import require_context
 
 
 class ParamCount(NamedTuple):
@@ -69,11 +70,6 @@ def param_count_of(config: GPTConfig | LlamaConfig) -> ParamCount:
     return ParamCount(embedding + non_embedding, embedding, non_embedding)
 
 
-def context_length(model: nn.Module) -> int:
-    cfg = model.config
-    return cfg.context_length if isinstance(model, GPT) else cfg.max_seq_len
-
-
 @torch.no_grad()
 def attention_maps(model: nn.Module, idx: torch.Tensor | list[int]) -> torch.Tensor:
     """Attention weights of one sequence, every layer and head: [L, nh, T, T] float32 on the CPU.
@@ -85,8 +81,8 @@ def attention_maps(model: nn.Module, idx: torch.Tensor | list[int]) -> torch.Ten
         idx = idx[None]  # (1, T)
     if idx.dim() != 2 or idx.shape[0] != 1 or idx.shape[1] == 0:
         raise ValueError(f"attention_maps needs one non-empty sequence of ids, got shape {tuple(idx.shape)}")
-    if idx.shape[1] > context_length(model):
-        raise ValueError(f"{idx.shape[1]} tokens is longer than the model's context of {context_length(model)}")
+    if idx.shape[1] > require_context(model):
+        raise ValueError(f"{idx.shape[1]} tokens is longer than the model's context of {require_context(model)}")
     with capture_weights() as store:
         model(idx)
     return torch.stack([w[0] for w in store]).float().cpu()  # L x (nh, T, T) -> (L, nh, T, T)

@@ -130,16 +130,6 @@ def token_stats(logits: torch.Tensor, targets: torch.Tensor) -> TokenStats:
     )
 
 
-def context_window(model: torch.nn.Module) -> int | None:
-    """The longest sequence the model reads in one forward pass (None: no limit we know of)."""
-    cfg = getattr(model, "config", None)
-    for name in ("context_length", "max_seq_len", "max_position_embeddings"):  # GPT, Llama, Hugging Face
-        value = getattr(cfg, name, None)
-        if value:
-            return int(value)
-    return None
-
-
 @torch.no_grad()
 def windowed_logits(model: torch.nn.Module, ids: list[int], window: int | None) -> tuple[torch.Tensor, int]:
     """Logits predicting ids[1:], shape (len(ids) - 1, V) on the CPU, and how many forward passes it took.

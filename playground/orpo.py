@@ -32,6 +32,7 @@ import torch.nn as nn
 
 from playground import distributed, losses
 from playground.losses import IGNORE_INDEX
+from playground.models import context_length, device_of, eval_mode
 
 log = logging.getLogger(__name__)
 
@@ -149,11 +150,6 @@ def collate(examples: Sequence[EncodedExample | dict], pad_id: int, device: torc
     return ids.to(device), labels.to(device)
 
 
-def context_length(model: nn.Module) -> int | None:
-    cfg = getattr(model, "config", None)
-    return getattr(cfg, "context_length", None) or getattr(cfg, "max_seq_len", None)
-
-
 # --------------------------------------------------------------------------------------- the ORPO forward
 @dataclass
 class PairScores:
@@ -180,10 +176,6 @@ def score_pairs(model: nn.Module, ids: torch.Tensor, labels: torch.Tensor, lam: 
     avg = logps.sum(-1) / counts  # (2B,) average log-prob per reply
     nll = -logps[:B].sum() / counts[:B].sum()  # () token mean over the chosen replies
     return PairScores(losses.orpo_loss(avg[:B], avg[B:], nll, lam), logps, mask)
-
-
-def _device_of(model: nn.Module) -> torch.device:
-    return next(model.parameters()).device
 
 
 # ---------------------------------------------------------------------------------------- one example, shown
@@ -225,13 +217,9 @@ def example_breakdown(model: nn.Module, tokenizer, example: dict | EncodedExampl
     """ORPO on one pair with every number exposed. `example`: {prompt, chosen, rejected} (strings, or a messages
     prompt) or an EncodedExample. Runs in eval mode (no dropout), as TRL's ORPO disables dropout."""
     enc = _encoded(tokenizer, example, model)
-    was_training = model.training
-    model.eval()
-    try:
-        ids, labels = collate([enc], tokenizer.pad_id, _device_of(model))
+    with eval_mode(model):
+        ids, labels = collate([enc], tokenizer.pad_id, device_of(model))
         scores = score_pairs(model, ids, labels, lam)
-    finally:
-        model.train(was_training)
     return _breakdown(tokenizer, enc, scores, lam)
 
 
@@ -307,7 +295,7 @@ def orpo_steps(model: nn.Module, tokenizer, examples: dict | EncodedExample | Se
         raise ValueError(f"lr must be a positive number, got {lr!r}")
     batch = [examples] if isinstance(examples, (dict, EncodedExample)) else list(examples)
     encoded = [_encoded(tokenizer, e, model) for e in batch]
-    ids, labels = collate(encoded, tokenizer.pad_id, _device_of(model))
+    ids, labels = collate(encoded, tokenizer.pad_id, device_of(model))
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=0.0)
     model.eval()
     start = time.perf_counter()
@@ -425,7 +413,7 @@ def orpo_train(model: nn.Module, train_rows, val_rows, cfg: ORPOConfig, pad_id: 
     sched = cfg.schedule()
     optimizer = make_optimizer(model, sched)
     net, world = distributed.unwrap(model), distributed.world_size()
-    dev, dtype = _device_of(model), devices.parse_dtype(cfg.dtype)
+    dev, dtype = device_of(model), devices.parse_dtype(cfg.dtype)
     batches = _batches(len(train_rows), cfg.batch_size, cfg.seed)
     model.eval()  # no dropout (as TRL disables it); gradients flow all the same
     start = time.perf_counter()
@@ -514,10 +502,9 @@ def evaluate_pairs(model: nn.Module, rows, pad_id: int, lam: float, batch_size: 
     n = len(rows) if max_pairs is None else min(len(rows), max_pairs)
     if n == 0:
         raise ValueError("no held-out pairs to evaluate on")
-    dev, was_training = _device_of(model), model.training
-    model.eval()
+    dev = device_of(model)
     sums = dict.fromkeys(("loss", "nll", "or_loss", "log_odds_ratio", "chosen_logp", "rejected_logp", "accuracy"), 0.0)
-    try:
+    with eval_mode(model):
         for i in range(0, n, batch_size):
             ids, labels = collate([rows[j] for j in range(i, min(n, i + batch_size))], pad_id, dev)
             with devices.autocast(dev, devices.parse_dtype(dtype)):
@@ -530,8 +517,6 @@ def evaluate_pairs(model: nn.Module, rows, pad_id: int, lam: float, batch_size: 
             sums["chosen_logp"] += float(o.chosen_logps.sum())
             sums["rejected_logp"] += float(o.rejected_logps.sum())
             sums["accuracy"] += float((o.chosen_logps > o.rejected_logps).sum())
-    finally:
-        model.train(was_training)
     return {k: v / n for k, v in sums.items()} | {"pairs": n}
 
 

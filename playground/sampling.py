@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from playground.models import context_length, eval_mode
+
 log = logging.getLogger(__name__)
 
 __all__ = [
@@ -77,7 +79,7 @@ def _check_logits(logits: torch.Tensor) -> torch.Tensor:
     return logits
 
 
-def _is_greedy(temperature: float) -> bool:
+def is_greedy(temperature: float) -> bool:
     """t = 0 is greedy; so is a t too small for float32 (below its smallest normal number, z / t overflows)."""
     return temperature < torch.finfo(torch.float32).tiny
 
@@ -125,7 +127,7 @@ def next_token_probs(
     """
     temperature, top_k, top_p = check_settings(temperature, top_k, top_p)
     logits = _check_logits(logits)
-    if _is_greedy(temperature):
+    if is_greedy(temperature):
         return _greedy(logits)
     z = _keep_top_p(_keep_top_k(_scaled(logits, temperature), top_k), top_p)
     return z.softmax(dim=-1)
@@ -164,7 +166,7 @@ def distribution_stages(
     logits = _check_logits(logits)
     if logits.ndim != 1:
         raise ValueError(f"distribution_stages takes one position's logits (V,), got shape {tuple(logits.shape)}")
-    if _is_greedy(temperature):  # every later stage is the same one-hot
+    if is_greedy(temperature):  # every later stage is the same one-hot
         greedy = _greedy(logits)
         after_t, after_k, after_p = greedy, greedy, greedy
     else:
@@ -213,16 +215,6 @@ def sample_step(
 
 
 # --------------------------------------------------------------------------------------- generation
-def context_length(model: torch.nn.Module) -> int | None:
-    """The most tokens the model takes at once: `config.context_length` (GPT) or `config.max_seq_len` (Llama)."""
-    config = getattr(model, "config", None)
-    for name in ("context_length", "max_seq_len", "max_position_embeddings"):
-        value = getattr(config, name, None)
-        if value:
-            return int(value)
-    return None
-
-
 def crop_prompt(ids: Sequence[int], context: int | None) -> tuple[list[int], int]:
     """Keep the last `context` prompt tokens (the model sees no more); return (kept ids, tokens dropped)."""
     ids = [int(i) for i in ids]
@@ -269,7 +261,7 @@ class _Decoder:
         self.pending.append(token)
 
 
-def _prompt_ids(idx) -> list[int]:
+def prompt_ids(idx) -> list[int]:
     if isinstance(idx, torch.Tensor):
         if idx.ndim == 2 and idx.shape[0] != 1:
             raise ValueError(f"generate takes one prompt (batch size 1), got shape {tuple(idx.shape)}")
@@ -282,7 +274,7 @@ def _prompt_ids(idx) -> list[int]:
     return ids
 
 
-def _check_max_new(max_new_tokens) -> int:
+def check_max_new(max_new_tokens) -> int:
     if isinstance(max_new_tokens, bool) or int(max_new_tokens) != max_new_tokens or max_new_tokens < 0:
         raise ValueError(f"max_new_tokens must be a whole number >= 0, got {max_new_tokens!r}")
     return int(max_new_tokens)
@@ -338,8 +330,8 @@ def generate_steps(
 
 
 def _loop(model, idx, max_new_tokens, pick, eos_id, use_cache) -> Iterator:
-    max_new_tokens = _check_max_new(max_new_tokens)
-    prompt, dropped = crop_prompt(_prompt_ids(idx), context_length(model))
+    max_new_tokens = check_max_new(max_new_tokens)
+    prompt, dropped = crop_prompt(prompt_ids(idx), context_length(model))
     if dropped:
         log.warning("prompt longer than the context: kept its last %d tokens, dropped %d", len(prompt), dropped)
     return _decode(model, prompt, max_new_tokens, pick, eos_id, use_cache)
@@ -349,9 +341,7 @@ def _loop(model, idx, max_new_tokens, pick, eos_id, use_cache) -> Iterator:
 def _decode(model, prompt: list[int], max_new_tokens: int, pick, eos_id: int | None, use_cache: bool):
     if max_new_tokens == 0:
         return
-    was_training = model.training
-    model.eval()  # no dropout while sampling
-    try:
+    with eval_mode(model):  # no dropout while sampling
         decoder = _Decoder(model, prompt, max_new_tokens, use_cache)
         for i in range(max_new_tokens):
             token, item = pick(decoder.next_logits())
@@ -359,5 +349,3 @@ def _decode(model, prompt: list[int], max_new_tokens: int, pick, eos_id: int | N
             if token == eos_id or i == max_new_tokens - 1:
                 return
             decoder.append(token)
-    finally:
-        model.train(was_training)

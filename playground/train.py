@@ -37,6 +37,7 @@ from playground import device as devices
 from playground import distributed
 from playground.checkpoints import atomic_write
 from playground.data import TokenData
+from playground.models import device_of, eval_mode, require_context
 
 log = logging.getLogger(__name__)
 
@@ -193,19 +194,6 @@ def new_state(model: nn.Module, cfg: TrainConfig) -> TrainState:
     return TrainState(make_optimizer(model, cfg), generator, rng=rng)
 
 
-def model_context(model: nn.Module) -> int:
-    """Tokens per training window: the model's context length (GPT) or max_seq_len (Llama)."""
-    config = model.config
-    for name in ("context_length", "max_seq_len", "max_position_embeddings"):
-        if getattr(config, name, None):
-            return int(getattr(config, name))
-    raise ValueError(f"cannot tell the context length of {type(model).__name__}")
-
-
-def _device_of(model: nn.Module) -> torch.device:
-    return next(model.parameters()).device
-
-
 # -------------------------------------------------------------------------------------------- evaluation
 @torch.no_grad()
 def estimate_loss(
@@ -217,11 +205,9 @@ def estimate_loss(
     windows: the curve moves because the model changes, not because the sample did. Training mode is
     restored afterwards, and the training random streams are untouched.
     """
-    was_training = model.training
-    model.eval()
-    device = _device_of(model)
+    device = device_of(model)
     out = {}
-    try:
+    with eval_mode(model):
         for split in ("train", "val"):
             generator = torch.Generator().manual_seed(seed)
             losses = torch.zeros(iters, device=device)
@@ -231,8 +217,6 @@ def estimate_loss(
                     logits = model(x)  # (B, T, V)
                 losses[i] = F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
             out[split] = losses.mean().item()
-    finally:
-        model.train(was_training)
     return out
 
 
@@ -268,8 +252,8 @@ def train_steps(
     cfg = config
     state = new_state(model, cfg) if state is None else state
     net = distributed.unwrap(model)  # the plain model: evaluated and sampled without DDP's collectives
-    device, dtype = _device_of(model), devices.parse_dtype(cfg.dtype)
-    context = model_context(net)
+    device, dtype = device_of(model), devices.parse_dtype(cfg.dtype)
+    context = require_context(net)
     data.check_fits(context)
     forward = _forward_fn(model, cfg, state)
     tokens_per_step = cfg.batch_size * context
@@ -370,7 +354,7 @@ class _own_rng:
 
 def evaluate(model: nn.Module, data: TokenData, cfg: TrainConfig) -> dict[str, float]:
     """The run's periodic evaluation: `cfg.eval_iters` batches per split, the same windows every time."""
-    return estimate_loss(model, data, cfg.batch_size, model_context(model), cfg.eval_iters, cfg.seed + 2, cfg.dtype)
+    return estimate_loss(model, data, cfg.batch_size, require_context(model), cfg.eval_iters, cfg.seed + 2, cfg.dtype)
 
 
 def _evaluate_into(record: StepLog, model, data: TokenData, cfg: TrainConfig, context: int, evaluate: bool) -> None:
@@ -762,7 +746,7 @@ class _Reporter:
         self.bar.close()
         final = {}
         if final_iters > 0:
-            context = model_context(model)
+            context = require_context(model)
             final = estimate_loss(model, self.data, self.cfg.batch_size, context, final_iters, self.cfg.seed + 3)
             final = {
                 "train_loss": round(final["train"], 4),

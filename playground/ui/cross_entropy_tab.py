@@ -18,7 +18,7 @@ from pathlib import Path
 import gradio as gr
 import torch
 
-from playground import losses
+from playground import losses, models
 from playground.limits import LIMITS, check_float, check_text
 from playground.ui import common, share
 
@@ -86,15 +86,11 @@ def score_text(bundle, text: str) -> Scored:
     if len(ids) > LIMITS.max_eval_tokens + 1:
         notes.append(f"The text has {len(ids):,} tokens; only the first {LIMITS.max_eval_tokens + 1:,} are scored.")
         ids = ids[: LIMITS.max_eval_tokens + 1]
-    was_training = model.training
-    model.eval()  # dropout off: the loss of the model itself, not of a random sub-network
-    try:
-        logits, passes = losses.windowed_logits(model, ids, losses.context_window(model))
-    finally:
-        model.train(was_training)
+    with models.eval_mode(model):  # dropout off: the loss of the model itself, not of a random sub-network
+        logits, passes = losses.windowed_logits(model, ids, models.context_length(model))
     if passes > 1:
         notes.append(
-            f"The text is longer than the model's context ({losses.context_window(model)} tokens): read in {passes} "
+            f"The text is longer than the model's context ({models.context_length(model)} tokens): read in {passes} "
             "overlapping windows, each token seeing at least half a context before it."
         )
     targets = torch.tensor(ids[1:], dtype=torch.long)  # (N,)

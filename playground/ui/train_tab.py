@@ -26,7 +26,7 @@ import pandas as pd
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from playground import checkpoints, corpus, data, introspect, train
+from playground import checkpoints, corpus, data, introspect, models, train
 from playground.limits import LIMITS, check_float, check_int, check_text
 from playground.ui import common, share
 
@@ -291,15 +291,11 @@ def attention_views(run: Run | None, prompt: str, layer) -> tuple[str | None, st
     if run is None:
         return None, None
     prompt = check_text(prompt or ATTN_PROMPT, "attention prompt", 2000)
-    ids = run.tokenizer.encode(prompt)[: min(MAX_MAP_TOKENS, train.model_context(run.model))]
+    ids = run.tokenizer.encode(prompt)[: min(MAX_MAP_TOKENS, models.context_length(run.model))]
     if not ids:
         raise ValueError("The attention prompt gives no tokens.")
-    was_training = run.model.training
-    run.model.eval()  # no dropout on the weights we look at
-    try:
+    with models.eval_mode(run.model):  # no dropout on the weights we look at
         maps = introspect.attention_maps(run.model, ids)  # (L, nh, T, T)
-    finally:
-        run.model.train(was_training)
     n_layers = maps.shape[0]
     layer = min(max(int(layer or n_layers), 1), n_layers)
     title = f"layer {layer}, average of {maps.shape[1]} heads, step {run.state.step}"
@@ -355,7 +351,7 @@ def _bundle(run: Run) -> checkpoints.Bundle:
         "arch": run.arch,
         "source": common.TRAINED,
         "params": introspect.count_params(run.model).total,
-        "context": train.model_context(run.model),
+        "context": models.context_length(run.model),
         "vocab_size": run.tokenizer.vocab_size,
         "step": run.state.step,
         "data": run.source,

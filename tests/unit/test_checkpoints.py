@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from playground import checkpoints
+from playground import checkpoints, models
 from playground.gpt import GPT, GPTConfig
 from playground.llama import LlamaConfig, Transformer
 from tests.unit._tiny import VOCAB, tiny_tokenizer
@@ -41,7 +41,7 @@ def test_round_trip_same_logits_and_info(name, tmp_path):
         torch.testing.assert_close(b.model(idx), model(idx), atol=0, rtol=0)
     info = b.info
     assert info["arch"] == name.split()[0] and info["step"] == 7 and info["preset"] == "x"
-    assert info["params"] == checkpoints.count_params(model) and info["vocab_size"] == VOCAB
+    assert info["params"] == models.count_params(model) and info["vocab_size"] == VOCAB
     assert info["context"] == 32 and info["dtype"] == "float32" and info["chat"] is True
     assert b.tokenizer.encode("the quick fox") == tiny_tokenizer().encode("the quick fox")
     if "tied" in name:  # still one matrix after loading, so training keeps them tied

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from playground.gpt import GPT, PRESETS, GPTConfig, count_params, new_gpt
+from playground.gpt import GPT, PRESETS, GPTConfig, new_gpt
+from playground.models import count_params
 from tests.unit._tiny import tiny_model
 
 

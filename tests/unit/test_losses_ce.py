@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from playground import losses
+from playground import losses, models
 
 DTYPES = [torch.float32, torch.bfloat16, torch.float16]
 # tolerance on a loss of a few nats: the rounding of the logits is already in the reference (it sees the same
@@ -242,7 +242,7 @@ def tiny_gpt(context_length: int, vocab_size: int = 64):
 def test_windowed_logits_give_each_target_half_a_context(n, window):
     model = tiny_gpt(window).eval()
     ids = torch.randint(0, 64, (n,), generator=torch.Generator().manual_seed(n)).tolist()
-    logits, passes = losses.windowed_logits(model, ids, losses.context_window(model))
+    logits, passes = losses.windowed_logits(model, ids, models.context_length(model))
     assert logits.shape == (n - 1, 64)
     assert passes == 1 if n <= window else passes > 1
     with torch.no_grad():  # every window the model could have read, once each
@@ -268,10 +268,10 @@ def test_windowed_logits_match_one_pass_when_the_text_fits():
 def test_context_window_reads_gpt_llama_and_hf_names():
     from types import SimpleNamespace
 
-    assert losses.context_window(tiny_gpt(24)) == 24
-    assert losses.context_window(SimpleNamespace(config=SimpleNamespace(max_seq_len=256))) == 256
-    assert losses.context_window(SimpleNamespace(config=SimpleNamespace(max_position_embeddings=2048))) == 2048
-    assert losses.context_window(SimpleNamespace()) is None
+    assert models.context_length(tiny_gpt(24)) == 24
+    assert models.context_length(SimpleNamespace(config=SimpleNamespace(max_seq_len=256))) == 256
+    assert models.context_length(SimpleNamespace(config=SimpleNamespace(max_position_embeddings=2048))) == 2048
+    assert models.context_length(SimpleNamespace()) is None
 
 
 def test_token_surfaces_rebuild_the_text():

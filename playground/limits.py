@@ -23,6 +23,9 @@ class Limits:
     max_vocab_size: int = 16_000  # a tokenizer trained in the app
     max_model_params: int = 200_000_000  # Hub models loaded on a CPU machine
     max_train_params: int = 30_000_000  # models trained in the app
+    # one training step's memory (weights, gradients, AdamW moments, activations of one batch), estimated from
+    # the shapes before a model is built (playground/memory.py): batch x context x width x layers must fit
+    max_train_memory_bytes: int = 3_000_000_000
     max_live_train_params: int = 500_000_000  # all learners' trainable models alive at once (runs, ORPO copies)
     max_download_bytes: int = 1_000_000_000  # a Hub download
     session_ttl_seconds: int = 3600  # per-user state (trained model, optimizer) lives this long

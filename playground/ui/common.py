@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
+import time
 import weakref
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,9 +53,14 @@ class TabContext:
     presets: gr.Dropdown | None = None  # the Start tab's demo presets (share.presets_picker)
 
 
+class Session(dict):
+    """A learner's state: a dict that can be weakly referenced (the memory bound reclaims idle learners' models
+    through it without keeping the session alive)."""
+
+
 def new_session() -> dict[str, Any]:
     """Per-user state: what this learner trained or changed. Deep-copied by gradio for each session."""
-    return {"trained": None, "train_run": None, "orpo_model": None, "tokenizers": {}}
+    return Session(trained=None, train_run=None, orpo_model=None, tokenizers={})
 
 
 # ---------------------------------------------------------------------------------------------- lessons
@@ -146,6 +152,7 @@ def resolve_bundle(source: str, session: dict | None):
         bundle = (session or {}).get("trained")
         if bundle is None:
             raise ValueError("You have not trained a model in this session yet: run a burst in the Train tab first.")
+        touch(bundle.model)
         return bundle
     return shared_bundle(source)
 
@@ -155,24 +162,88 @@ _LIVE = weakref.WeakSet()  # every learner's trainable model (Train tab run, ORP
 _LIVE_LOCK = threading.Lock()
 
 
-def register_trainable(model, what: str = "model"):
+def register_trainable(model, what: str = "model", session: dict | None = None):
     """Count `model` among the learners' trainable models, or refuse it when they already hold
-    LIMITS.max_live_train_params parameters together. A Train-tab run keeps weights and AdamW moments (12 bytes a
+    LIMITS.max_live_train_params parameters together, or this client (one address: new session ids do not
+    help) LIMITS.max_client_train_params. A Train-tab run keeps weights and AdamW moments (12 bytes a
     parameter), an ORPO copy its weights, and a whole class trains at once: this bounds the server's memory.
-    Models leave the count by themselves when no session holds them any more (Reset, a new Start, expiry)."""
+    Models leave the count by themselves when no session holds them any more (Reset, a new Start, expiry).
+    Under memory pressure (live models past half the global bound) the models of sessions idle for
+    LIMITS.reclaim_idle_seconds are taken back first (`session` is where this one lives, so it can be too)."""
     from playground.limits import LIMITS
 
     n = sum(p.numel() for p in model.parameters())
+    client = client_id()
     with _LIVE_LOCK:
-        live = sum(sum(p.numel() for p in m.parameters()) for m in list(_LIVE))
+        if _live_params() + n > LIMITS.max_live_train_params // 2:
+            _reclaim_idle(LIMITS.reclaim_idle_seconds)
+        live = _live_params()
+        mine = _live_params(client)
+        if mine + n > LIMITS.max_client_train_params:
+            raise ValueError(
+                f"Your models already hold {mine / 1e6:.0f}M parameters on this server and this {what} would add "
+                f"{n / 1e6:.1f}M (the limit per visitor is {LIMITS.max_client_train_params / 1e6:.0f}M): press "
+                "Reset in a tab you no longer use, or try again later."
+            )
         if live + n > LIMITS.max_live_train_params:
             raise ValueError(
                 f"The server is busy: learners' models already hold {live / 1e6:.0f}M parameters and this {what} "
                 f"would add {n / 1e6:.1f}M (the limit here is {LIMITS.max_live_train_params / 1e6:.0f}M). "
                 "Try again in a few minutes, or pick a smaller model."
             )
+        model._pg_client, model._pg_params = client, n
+        model._pg_session = weakref.ref(session) if isinstance(session, Session) else None
+        model._pg_used = time.monotonic()
         _LIVE.add(model)
     return model
+
+
+def touch(model) -> None:
+    """Mark a learner's model as used now (it is reclaimed last under memory pressure)."""
+    if hasattr(model, "_pg_used"):
+        model._pg_used = time.monotonic()
+
+
+def _live_params(client: str | None = None) -> int:
+    return sum(m._pg_params for m in list(_LIVE) if client is None or m._pg_client == client)
+
+
+def _reclaim_idle(idle_seconds: float) -> int:
+    """Drop, from their sessions, the models unused for `idle_seconds`; returns how many. The learner finds no
+    model on return (as after expiry); the memory is freed when the last reference goes."""
+    now, dropped = time.monotonic(), 0
+    for m in sorted(_LIVE, key=lambda m: m._pg_used):
+        session = m._pg_session() if m._pg_session is not None else None
+        if now - m._pg_used < idle_seconds or session is None:
+            continue
+        for key, value in list(session.items()):
+            held = value.get("bundle") if isinstance(value, dict) else value
+            if held is m or getattr(held, "model", None) is m:
+                session[key] = None
+        _LIVE.discard(m)
+        dropped += 1
+    if dropped:
+        log.info("memory pressure: reclaimed %d idle learners' models", dropped)
+    return dropped
+
+
+def client_id() -> str:
+    """Who sent the request being handled: the address the connection came from (behind a proxy such as a
+    Space's, the last X-Forwarded-For entry, which the proxy itself appended). '' outside a request."""
+    try:
+        from gradio.context import LocalContext
+
+        request = LocalContext.request.get(None)
+    except LookupError:
+        request = None
+    if request is None:
+        return ""
+    headers = getattr(request, "headers", None) or {}
+    forwarded = headers.get("x-forwarded-for", "") if hasattr(headers, "get") else ""
+    if forwarded.strip():
+        return forwarded.split(",")[-1].strip()
+    client = getattr(request, "client", None)
+    return str(getattr(client, "host", "") or "")
 
 
 def model_choices(kinds: tuple[str, ...] = ("gpt", "llama"), trained: bool = True) -> list[str]:

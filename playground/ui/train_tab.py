@@ -368,6 +368,7 @@ def _bundle(run: Run) -> checkpoints.Bundle:
 
 def _burst(run: Run, session: dict, max_steps: int | None, attn_prompt: str, layer):
     """Run one burst, yielding a screen update at most every UI_EVERY seconds and a full one at the end."""
+    common.touch(run.model)  # in use: reclaimed last under memory pressure
     it = train.train_steps(run.model, run.data, run.cfg, run.state, max_steps=max_steps)
     start, shown, t0 = run.state.step, 0.0, time.perf_counter()
     while True:
@@ -446,7 +447,8 @@ def start(
     cfg, max_steps = _train_config(lr, batch, total, warmup, mode, amount, prompt)
     tokenizer = _tokenizer()
     d = _data_for(source, text, file, tokenizer, shape["context"])
-    model = common.register_trainable(_build(arch, preset, shape, tokenizer.vocab_size, cfg.batch_size), "model")
+    model = _build(arch, preset, shape, tokenizer.vocab_size, cfg.batch_size)
+    model = common.register_trainable(model, "model", session)  # memory bounds: all learners, this visitor
     run = Run(model, tokenizer, d, train.new_state(model, cfg), cfg, arch, shape, source)
     # Step 0 on the curves: the untrained model, scored on the same windows as every later evaluation.
     ev = train.evaluate(model, d, cfg, max_seconds=cfg.max_seconds / 4)  # None: too slow, no step-0 point

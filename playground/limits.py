@@ -34,6 +34,8 @@ class Limits:
     # sessions Gradio keeps in memory: each costs ~0.4 MB of per-session config even after its state expired,
     # and Gradio's own default (10,000) would let that alone reach 4 GB; the least recently used go first
     max_sessions: int = 2000
+    max_queue: int = 200  # jobs waiting in Gradio's queue, all visitors together (then "queue full")
+    max_session_jobs: int = 8  # jobs one session may have waiting, running or unread at once
     max_upload_bytes: int = 100_000_000  # an uploaded checkpoint or text file
     # Local folders as model / tokenizer sources typed into the app. Off on a public Space: a visitor must not
     # read arbitrary server folders. Tests and `make run` set PLAYGROUND_ALLOW_LOCAL_PATHS=1.

@@ -275,6 +275,28 @@ def csv_export(table: gr.Dataframe, elem: str, api_name: str, label: str = "Down
     return btn, out
 
 
+DOWNLOAD_PREFIX = "pg-download-"  # temporary folders of files offered for download
+DOWNLOAD_KEEP_SECONDS = 60  # Gradio copies a returned file into its cache at once: ours can go soon after
+
+
+def prune_downloads(keep_seconds: float = DOWNLOAD_KEEP_SECONDS) -> int:
+    """Delete this app's download folders older than `keep_seconds` (Gradio serves its own cached copy, which
+    `delete_cache` removes); returns how many went."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    now, gone = time.time(), 0
+    for folder in Path(tempfile.gettempdir()).glob(f"{DOWNLOAD_PREFIX}*"):
+        try:
+            if folder.is_dir() and now - folder.stat().st_mtime > keep_seconds:
+                shutil.rmtree(folder, ignore_errors=True)
+                gone += 1
+        except OSError:
+            continue
+    return gone
+
+
 def table_to_csv(frame) -> str | None:
     """A Dataframe's value (pandas frame, or dict with headers/data) -> path of a CSV file; None when empty."""
     import csv

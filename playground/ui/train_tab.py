@@ -552,13 +552,15 @@ def download(session):
     run = _session(session).get("train_run")
     if run is None:
         raise ValueError("Train a model first: there is nothing to download yet.")
-    folder = Path(tempfile.mkdtemp(prefix="pg-train-"))
-    with run.lock:
-        checkpoints.save(_bundle(run), folder / "model")
+    common.prune_downloads()  # earlier zips: Gradio has served its own copy of each (deleted with its cache)
+    folder = Path(tempfile.mkdtemp(prefix=common.DOWNLOAD_PREFIX))
     zip_path = folder / f"my-{run.arch}-step{run.state.step}.zip"
-    with zipfile.ZipFile(zip_path, "w", zipfile.ZIP_DEFLATED) as z:
-        for f in sorted((folder / "model").iterdir()):
-            z.write(f, arcname=f"my-{run.arch}/{f.name}")
+    with tempfile.TemporaryDirectory(prefix="pg-save-") as model_dir:  # the unzipped files go at once
+        with run.lock:
+            checkpoints.save(_bundle(run), Path(model_dir) / "model")
+        with zipfile.ZipFile(zip_path, "w", zipfile.ZIP_DEFLATED) as z:
+            for f in sorted((Path(model_dir) / "model").iterdir()):
+                z.write(f, arcname=f"my-{run.arch}/{f.name}")
     return str(zip_path)
 
 

@@ -14,6 +14,7 @@ import gradio as gr
 
 from playground import ASSETS, LESSONS, spaces_support
 from playground.device import pick_device
+from playground.shared_cache import SharedCache
 
 log = logging.getLogger(__name__)
 
@@ -124,24 +125,23 @@ def _is_generator(fn) -> bool:
 
 
 # ------------------------------------------------------------------------------------------------ models
-_CACHE: dict[str, Any] = {}
-_CACHE_LOCK = threading.Lock()
+_CACHE = SharedCache(capacity=6)  # keep memory bounded on a small Space: the least recently used model goes
 
 
 def shared_bundle(source: str):
-    """A read-only model bundle loaded once and shared by every user (never train it in place)."""
+    """A read-only model bundle loaded once and shared by every user (never train it in place). Loads run
+    outside any lock other visitors need (playground/shared_cache.py): a slow Hub holds up only that model."""
     from playground import checkpoints
     from playground.limits import LIMITS
 
     key = checkpoints.check_source(source)  # bundled / Hub id; local folders only if allowed (one policy)
-    with _CACHE_LOCK:
-        if key not in _CACHE:
-            bundle = checkpoints.load(key, device=str(DEVICE), local=LIMITS.allow_local_paths)
-            bundle.model.eval()
-            _CACHE[key] = bundle
-            if len(_CACHE) > 6:  # keep memory bounded on a small Space: forget the oldest Hub model
-                _CACHE.pop(next(iter(_CACHE)))
-        return _CACHE[key]
+
+    def load():
+        bundle = checkpoints.load(key, device=str(DEVICE), local=LIMITS.allow_local_paths)
+        bundle.model.eval()
+        return bundle
+
+    return _CACHE.get(key, load)
 
 
 def resolve_bundle(source: str, session: dict | None):
@@ -177,8 +177,12 @@ def register_trainable(model, what: str = "model", session: dict | None = None):
     with _LIVE_LOCK:
         if _live_params() + n > LIMITS.max_live_train_params // 2:
             _reclaim_idle(LIMITS.reclaim_idle_seconds)
-        live = _live_params()
-        mine = _live_params(client)
+        live, mine = _live_params(), _live_params(client)
+        if mine + n > LIMITS.max_client_train_params or live + n > LIMITS.max_live_train_params:
+            import gc
+
+            gc.collect()  # models of reset or expired sessions may wait in reference cycles: count what is held
+            live, mine = _live_params(), _live_params(client)
         if mine + n > LIMITS.max_client_train_params:
             raise ValueError(
                 f"Your models already hold {mine / 1e6:.0f}M parameters on this server and this {what} would add "
@@ -228,8 +232,13 @@ def _reclaim_idle(idle_seconds: float) -> int:
 
 
 def client_id() -> str:
-    """Who sent the request being handled: the address the connection came from (behind a proxy such as a
-    Space's, the last X-Forwarded-For entry, which the proxy itself appended). '' outside a request."""
+    """Who sent the request being handled: the address the connection came from, or behind a trusted proxy (on a
+    Space, or with PLAYGROUND_TRUST_PROXY=1) the last X-Forwarded-For entry, which the proxy itself appended
+    (without a proxy a visitor could write any address there). '' outside a request."""
+    import os
+
+    from playground.limits import LIMITS
+
     try:
         from gradio.context import LocalContext
 
@@ -240,7 +249,7 @@ def client_id() -> str:
         return ""
     headers = getattr(request, "headers", None) or {}
     forwarded = headers.get("x-forwarded-for", "") if hasattr(headers, "get") else ""
-    if forwarded.strip():
+    if forwarded.strip() and (LIMITS.trust_proxy or os.environ.get("SPACE_ID")):
         return forwarded.split(",")[-1].strip()
     client = getattr(request, "client", None)
     return str(getattr(client, "host", "") or "")

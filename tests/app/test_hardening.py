@@ -39,7 +39,8 @@ def app():
     tmp = Path(tempfile.mkdtemp(prefix="pg-harden-"))
     env = {
         "PLAYGROUND_MAX_TRAIN_SECONDS": str(BURST_SECONDS),
-        "PLAYGROUND_MAX_CLIENT_TRAIN_PARAMS": "200000",  # a few tiny runs per visitor
+        "PLAYGROUND_MAX_CLIENT_TRAIN_PARAMS": "5000000",  # the slow run (4.3M) fits, not two of it
+        "PLAYGROUND_TRUST_PROXY": "1",  # visitors told apart by X-Forwarded-For, as behind a Space's proxy
         "PLAYGROUND_MAX_UPLOAD_BYTES": "1000000",
         "TMPDIR": str(tmp),
     }
@@ -122,11 +123,17 @@ def test_one_session_cannot_fill_the_queue(app):
 
 def test_one_visitor_cannot_hold_more_than_their_share_of_trainable_parameters(app):
     _, url, _ = app
-    clients = [Client(url, verbose=False) for _ in range(4)]  # new session ids, one address
-    tiny = ["austen", "", None, "gpt", "tiny", 1, 2, 32, 16, 5e-3, 4, 10_000, 2, "steps", 1, "It is", "Emma", 1]
-    errors = [_error_of(c, tiny, "/train_start") for c in clients]  # 0.15M parameters each (4,096 x 32 x 2 ...)
+    # 3.0M parameters a run (4,096 x 256 twice, one block of 256): one fits in a visitor's 5M, not two
+    run = ["austen", "", None, "gpt", "tiny", 1, 4, 256, 16, 5e-3, 4, 10_000, 2, "steps", 1, "It is", "Emma", 1]
+    visitor = {"X-Forwarded-For": "203.0.113.7"}
+    clients = [Client(url, verbose=False, headers=visitor) for _ in range(3)]  # new session ids, one address
+    errors = [_error_of(c, run, "/train_start") for c in clients]
     assert errors[0] is None, errors[0]
-    assert any(e and "the limit per visitor" in e for e in errors[1:]), errors
+    assert all(e and "the limit per visitor is 5M" in e for e in errors[1:]), errors
+    other = Client(url, verbose=False, headers={"X-Forwarded-For": "198.51.100.9"})
+    assert _error_of(other, run, "/train_start") is None  # another visitor is not affected
+    clients[0].predict(api_name="/train_reset")  # the first visitor frees theirs, and may train again
+    assert _error_of(clients[1], run, "/train_start") is None
 
 
 def test_gradio_refuses_an_oversized_upload_before_keeping_it(app):

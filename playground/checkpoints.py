@@ -493,8 +493,17 @@ def check_source(source, allow_local: bool | None = None, extra_names: tuple[str
         on_disk = True
     if on_disk and allow:
         return text  # the loader says if it is not a model folder
-    if on_disk:
-        raise ValueError(f"{text!r}: {LOCAL_OFF}")
+    if not allow:
+        # One answer for a path that exists and one that does not (no file-existence oracle): the disk is only
+        # consulted for names shaped like a Hub id, which then refuses as a path too.
+        bad = on_disk
+        try:
+            parse_hub_id(text)
+        except ValueError:
+            bad = True
+        if bad:
+            raise ValueError(f"{text[:80]!r} is not a bundled name or a Hub id like 'org/name': {LOCAL_OFF}")
+        return text
     parse_hub_id(text)  # URLs, '..', spaces: a clear ValueError
     return text
 

@@ -114,8 +114,10 @@ def friendly(fn):
 
 
 def _message(exc: BaseException) -> str:
+    from playground.redact import redact
+
     msg = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
-    return msg[:500] or type(exc).__name__
+    return redact(msg)[:500] or type(exc).__name__  # no server folders, no C++ source locations
 
 
 def _is_generator(fn) -> bool:

@@ -42,6 +42,7 @@ class _TrackedQueue(asyncio.Queue):
 
 
 def install() -> None:
+    _redact_errors()
     from gradio import queueing
 
     cls = getattr(queueing, "Queue", None)
@@ -108,3 +109,26 @@ def _drop_abandoned(queue) -> None:
             messages = queue.pending_messages_per_session.get(event.session_hash)
             if event.alive and isinstance(messages, _TrackedQueue) and messages.abandoned(now):
                 event.alive = False
+
+
+def _redact_errors() -> None:
+    """Gradio's own error messages (e.g. "Cannot move <working folder>/file:/etc/passwd ...") pass through
+    playground.redact as ours do: no server folder reaches a visitor."""
+    from gradio import queueing, routes, utils
+
+    original = getattr(utils, "error_payload", None)
+    if original is None or getattr(original, "_pg_redacted", False):
+        return
+
+    def error_payload(error, show_error):
+        from playground.redact import redact
+
+        content = original(error, show_error)
+        if isinstance(content.get("error"), str):
+            content["error"] = redact(content["error"])
+        return content
+
+    error_payload._pg_redacted = True
+    for module in (utils, queueing, routes):
+        if getattr(module, "error_payload", None) is original:
+            module.error_payload = error_payload

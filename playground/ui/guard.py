@@ -61,8 +61,11 @@ def install() -> None:
                     f"You already have {waiting} requests waiting or unread (the limit is {LIMITS.max_session_jobs}): "
                     "wait for them to finish."
                 ), "queue_full"
-            if session not in self.pending_messages_per_session:
+            messages = self.pending_messages_per_session.get(session)
+            if messages is None:
                 self.pending_messages_per_session[session] = _TrackedQueue()
+            elif isinstance(messages, _TrackedQueue):
+                messages.last_read = time.monotonic()  # the client just posted: it has time to open its stream
         result = await push(self, body, request, username)
         if result[0] and not session:  # Gradio named the session after the event: track it from now on
             _track(self, result[1])
@@ -103,7 +106,7 @@ def _drop_abandoned(queue) -> None:
                 ids.discard(event._id)
                 if not ids:
                     queue.pending_event_ids_session.pop(event.session_hash, None)
-            log.info("dropped a %s job: nobody reads its results", getattr(event.fn, "api_name", "?"))
+            log.warning("dropped a %s job: nobody reads its results", getattr(event.fn, "api_name", "?"))
     for job in list(queue.active_jobs):  # a streaming job stops at its next update once marked dead
         for event in job or ():
             messages = queue.pending_messages_per_session.get(event.session_hash)

@@ -43,6 +43,7 @@ def app():
         "PLAYGROUND_TRUST_PROXY": "1",  # visitors told apart by X-Forwarded-For, as behind a Space's proxy
         "PLAYGROUND_MAX_UPLOAD_BYTES": "1000000",
         "TMPDIR": str(tmp),
+        "PLAYGROUND_ALLOW_LOCAL_PATHS": "0",  # as on a public Space
     }
     proc, url = start_app(env)
     yield proc, url, tmp
@@ -112,7 +113,8 @@ def test_one_session_cannot_fill_the_queue(app):
     _, url, _ = app
     config = json.loads(urllib.request.urlopen(url + "config", timeout=30).read())
     fn = next(d["id"] for d in config["dependencies"] if d.get("api_name") == "sample_generate")
-    body = {"data": ["gpt-tiny", "Once upon", 1.0, 50, 1.0, 64, 1, 0], "fn_index": fn, "session_hash": "pg-flood"}
+    data = ["gpt-tiny", "Once upon", 1.0, 50, 1.0, 64, 1, 0, None]  # the last: the session state
+    body = {"data": data, "fn_index": fn, "session_hash": "pg-flood"}
     codes, last = [], {}
     for _ in range(12):
         code, last = _post(url, "gradio_api/queue/join", body)
@@ -162,6 +164,37 @@ def test_download_leaves_only_the_zip_and_no_model_folder(app):
     assert not [n for n in left if n.startswith(("pg-train-", "pg-save-"))], left  # unzipped files are gone
     downloads = [tmp / n for n in left if n.startswith("pg-download-")]
     assert len(downloads) == 3 and all([f.suffix for f in d.iterdir()] == [".zip"] for d in downloads), left
+
+
+def test_an_existing_and_a_missing_path_get_the_same_answer(app):
+    _, url, _ = app
+    client = Client(url, verbose=False)
+    answers = []
+    for path in ("playground/../../../etc/passwd", "playground/../../../etc/no-such-file", "/etc/passwd",
+                 "/etc/no-such-file", "checkpoints/../app.py", "checkpoints/../no-such.py"):  # fmt: skip
+        err = _error_of(client, ["hello", path], "/tokenize")
+        assert err is not None
+        answers.append(err.replace(path, "<path>"))
+    assert len(set(answers)) == 1, answers
+    assert "switched off" in answers[0]
+
+
+def test_messages_carry_no_server_folder(app):
+    _, url, _ = app
+    root = str(Path(__file__).resolve().parents[2])
+    # Gradio's own message for a file payload that is not an upload used to say "Cannot move <root>/file:..."
+    file_arg = {"path": "file:/etc/passwd", "meta": {"_type": "gradio.FileData"}, "orig_name": "x.txt"}
+    args = list(SMALL)
+    args[0], args[2] = "my text (paste or upload)", file_arg
+    code, body = _post(url, "gradio_api/call/train_start", {"data": args})
+    stream = ""
+    if code == 200:
+        with urllib.request.urlopen(f"{url}gradio_api/call/train_start/{body['event_id']}", timeout=120) as r:
+            stream = r.read().decode()
+    else:
+        stream = json.dumps(body)
+    assert "error" in stream, stream
+    assert root not in stream and "/work/" not in stream, stream
 
 
 def test_the_server_still_answers(app):

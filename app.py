@@ -6,11 +6,11 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # idle OpenMP threads sleep instead of spinning on a shared CPU
 
 from playground.device import configure_memory, configure_threads  # noqa: E402
-from playground.ui import build_app, launch_kwargs  # noqa: E402
+from playground.ui import build_app, launch_kwargs, queue_kwargs  # noqa: E402
 
 configure_threads()
 configure_memory()
 demo = build_app()
 
 if __name__ == "__main__":
-    demo.queue(default_concurrency_limit=1).launch(**launch_kwargs())
+    demo.queue(**queue_kwargs()).launch(**launch_kwargs())

@@ -232,8 +232,12 @@ def weight_files(folder: Path) -> list[Path]:
     if (folder / WEIGHTS).exists():
         return [folder / WEIGHTS]
     if (folder / WEIGHTS_INDEX).exists():
-        index = json.loads((folder / WEIGHTS_INDEX).read_text(encoding="utf-8"))
-        return [folder / name for name in sorted(set(index.get("weight_map", {}).values()))]
+        try:
+            index = json.loads((folder / WEIGHTS_INDEX).read_text(encoding="utf-8"))
+            names = sorted(set(index.get("weight_map", {}).values()))
+        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError, TypeError):
+            raise ValueError(f"{WEIGHTS_INDEX} is not a valid index (a JSON object with a weight_map)") from None
+        return [_shard(folder, name) for name in names]
     shards = sorted(folder.glob("*.safetensors"))
     if shards:
         return shards
@@ -244,6 +248,15 @@ def weight_files(folder: Path) -> list[Path]:
             "loaded, so only .safetensors files are accepted"
         )
     raise ValueError(f"{folder} has no model.safetensors")
+
+
+def _shard(folder: Path, name) -> Path:
+    """A shard an index names: a plain .safetensors file name inside `folder`, never a path that leads out of it
+    (an index naming /etc/passwd or ../../app.py would otherwise have its size and first bytes read)."""
+    ok = isinstance(name, str) and name.endswith(".safetensors") and not name.startswith(".")
+    if not ok or "/" in name or "\\" in name or "\x00" in name or Path(name).name != name:
+        raise ValueError(f"{WEIGHTS_INDEX} names a weight file outside its folder or not a .safetensors file")
+    return folder / name
 
 
 def read_weights(folder: Path, expected: dict[str, torch.Size], optional: set[str]) -> dict[str, torch.Tensor]:
@@ -289,6 +302,54 @@ def _read_config(folder: Path) -> dict:
         raise ValueError(f"{path} is not valid JSON: {exc}") from None
 
 
+# Bounds on every dimension a config.json may claim, checked before anything is built: a hostile config with
+# 100,000 layers took 17 minutes and 5 GB to build even on the meta device, and 5e6 positions a 1.2 GB RoPE table.
+CONFIG_BOUNDS = {"layers": 256, "width": 16_384, "heads": 256, "ffn": 65_536, "vocab": 1_000_000,
+                 "context": 131_072, "head_size": 1_024}  # fmt: skip
+
+
+def typed_config(config: dict) -> GPTConfig | LlamaConfig:
+    """The GPTConfig / LlamaConfig a config.json dict describes, every dimension checked against CONFIG_BOUNDS
+    (ValueError naming the first one out of bounds). Builds no module and allocates nothing."""
+    kind = config.get("model_type") if isinstance(config, dict) else None
+    try:
+        if kind == GPT_TYPE:
+            fields = set(GPTConfig.__dataclass_fields__)
+            typed = GPTConfig(**{k: v for k, v in config.items() if k in fields})
+            dims = {"layers": typed.n_layer, "width": typed.n_embd, "heads": typed.n_head, "vocab": typed.vocab_size,
+                    "context": typed.context_length, "ffn": typed.mlp_ratio * typed.n_embd}  # fmt: skip
+        elif kind == "llama":
+            typed = LlamaConfig.from_hf(config)
+            dims = {"layers": typed.n_layers, "width": typed.dim, "heads": typed.n_heads, "vocab": typed.vocab_size,
+                    "context": typed.max_seq_len, "ffn": typed.ffn_dim, "head_size": typed.head_size}  # fmt: skip
+        else:
+            raise ValueError(
+                f"unsupported architecture model_type={kind!r}: only Llama and playground GPT checkpoints load"
+            )
+    except TypeError as exc:  # a value of the wrong type (a list where a number goes, ...)
+        raise ValueError(f"config.json has a value of the wrong type ({exc})") from None
+    for name, value in dims.items():
+        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= CONFIG_BOUNDS[name]:
+            raise ValueError(
+                f"config.json: {name} = {value!r} is out of bounds (1 to {CONFIG_BOUNDS[name]:,} here)"
+            )
+    return typed
+
+
+def check_config(config: dict, max_params: int | None, what: str) -> GPTConfig | LlamaConfig:
+    """typed_config, then the parameter count computed from it (no model built) against `max_params`."""
+    from playground.introspect import param_count_of
+
+    typed = typed_config(config)
+    n = param_count_of(typed).total
+    if max_params is not None and n > max_params:
+        raise ValueError(
+            f"{what} has {n / 1e6:.1f}M parameters; the limit here is {max_params / 1e6:.1f}M "
+            "(raise PLAYGROUND_MAX_MODEL_PARAMS on a bigger machine)"
+        )
+    return typed
+
+
 def model_from_config(config: dict, device: str | torch.device = "meta") -> nn.Module:
     """An uninitialised model (on the meta device by default: no memory) for a config.json dict."""
     kind = config.get("model_type")
@@ -315,10 +376,8 @@ def load_folder(folder: str | Path, device="cpu", max_params: int | None = None,
     """A model folder written by `save` or by transformers' save_pretrained (Llama, safetensors)."""
     folder = Path(folder)
     config = _read_config(folder)
+    check_config(config, max_params, folder.name)  # bounds and size from the config alone, before building
     model = model_from_config(config)
-    n = count_params(model)
-    if max_params is not None and n > max_params:
-        raise ValueError(f"{folder.name} has {n / 1e6:.1f}M parameters; the limit here is {max_params / 1e6:.1f}M")
     llama = isinstance(model, Transformer)
     tied = model.config.tie_word_embeddings if llama else model.config.tie_weights
     head = "output.weight" if llama else "lm_head.weight"
@@ -395,8 +454,9 @@ def load(
         raise ValueError(f"{text!r} is a file; give the folder that holds config.json and model.safetensors")
     if local and text.startswith((".", "/", "~")):
         raise ValueError(f"no such folder: {text!r}")
-    folder = hub_folder(text, LIMITS.max_model_params if max_params is None else max_params)
-    bundle = load_folder(folder, device, max_params, dtype, tokenizer)
+    limit = LIMITS.max_model_params if max_params is None else max_params
+    folder = hub_folder(text, limit)
+    bundle = load_folder(folder, device, limit, dtype, tokenizer)  # a cached snapshot is bounded the same
     bundle.info.update(source=text)
     return bundle
 
@@ -430,8 +490,17 @@ def check_source(source, allow_local: bool | None = None, extra_names: tuple[str
         on_disk = True
     if on_disk and allow:
         return text  # the loader says if it is not a model folder
-    if on_disk:
-        raise ValueError(f"{text!r}: {LOCAL_OFF}")
+    if not allow:
+        # One answer for a path that exists and one that does not (no file-existence oracle): the disk is only
+        # consulted for names shaped like a Hub id, which then refuses as a path too.
+        bad = on_disk
+        try:
+            parse_hub_id(text)
+        except ValueError:
+            bad = True
+        if bad:
+            raise ValueError(f"{text[:80]!r} is not a bundled name or a Hub id like 'org/name': {LOCAL_OFF}")
+        return text
     parse_hub_id(text)  # URLs, '..', spaces: a clear ValueError
     return text
 
@@ -492,12 +561,7 @@ def hub_folder(text: str, max_params: int | None, max_bytes: int | None = None) 
     sha = files.pop("__sha__")
     wanted = _check_hub_files(text, files, LIMITS.max_download_bytes if max_bytes is None else max_bytes)
     config = json.loads(Path(_hub_download(repo, sha, "config.json")).read_text(encoding="utf-8"))
-    n = count_params(model_from_config(config))  # on the meta device: no memory, no download
-    if max_params is not None and n > max_params:
-        raise ValueError(
-            f"{text} has {n / 1e6:.1f}M parameters; the limit here is {max_params / 1e6:.1f}M "
-            "(raise PLAYGROUND_MAX_MODEL_PARAMS on a bigger machine)"
-        )
+    check_config(config, max_params, text)  # every dimension and the size, from the config alone
     from huggingface_hub import snapshot_download
 
     log.info("downloading %s@%s: %s", repo, sha[:8], ", ".join(wanted))

@@ -23,12 +23,21 @@ class Limits:
     max_vocab_size: int = 16_000  # a tokenizer trained in the app
     max_model_params: int = 200_000_000  # Hub models loaded on a CPU machine
     max_train_params: int = 30_000_000  # models trained in the app
+    # one training step's memory (weights, gradients, AdamW moments, activations of one batch), estimated from
+    # the shapes before a model is built (playground/memory.py): batch x context x width x layers must fit
+    max_train_memory_bytes: int = 3_000_000_000
     max_live_train_params: int = 500_000_000  # all learners' trainable models alive at once (runs, ORPO copies)
+    max_client_train_params: int = 150_000_000  # the same, for one visitor's address (any number of sessions)
+    trust_proxy: bool = False  # read the visitor's address from X-Forwarded-For (always on a Space: SPACE_ID set)
+    reclaim_idle_seconds: int = 600  # past half of max_live_train_params, models unused this long are taken back
+    load_timeout_seconds: float = 90.0  # a visitor waits this long for a Hub model / tokenizer (it loads on)
     max_download_bytes: int = 1_000_000_000  # a Hub download
     session_ttl_seconds: int = 3600  # per-user state (trained model, optimizer) lives this long
     # sessions Gradio keeps in memory: each costs ~0.4 MB of per-session config even after its state expired,
     # and Gradio's own default (10,000) would let that alone reach 4 GB; the least recently used go first
     max_sessions: int = 2000
+    max_queue: int = 200  # jobs waiting in Gradio's queue, all visitors together (then "queue full")
+    max_session_jobs: int = 8  # jobs one session may have waiting, running or unread at once
     max_upload_bytes: int = 100_000_000  # an uploaded checkpoint or text file
     # Local folders as model / tokenizer sources typed into the app. Off on a public Space: a visitor must not
     # read arbitrary server folders. Tests and `make run` set PLAYGROUND_ALLOW_LOCAL_PATHS=1.

@@ -260,16 +260,30 @@ def train_steps(
     model.train()
     t0, eval_seconds, call_tokens, counted = time.perf_counter(), 0.0, 0, 0.0
     end = cfg.steps if max_steps is None else min(cfg.steps, state.step + max_steps)
+    step_at, eval_at = _deadlines(cfg, t0)
     while state.step < end:
         if distributed.world_size() > 1:  # each rank its own dropout stream, re-derived from the step (resume)
             state.rng, state.cuda_rng = distributed.rank_streams(cfg.seed, state.step, device)
-        loss, norm, lr = _train_step(model, forward, data, cfg, state, context, device, dtype)
+        t_step = time.perf_counter()
+        try:
+            with deadline(net, step_at):
+                loss, norm, lr = _train_step(model, forward, data, cfg, state, context, device, dtype)
+        except Deadline:  # the time bound passed inside this step: drop it (no update) and end the call
+            state.optimizer.zero_grad(set_to_none=True)
+            elapsed = time.perf_counter() - t0
+            yield StepLog(state.step, None, lr_at(state.step, cfg), None, state.tokens_seen,
+                          call_tokens / max(elapsed - eval_seconds, 1e-9), elapsed, last=True)
+            return
+        step_seconds = time.perf_counter() - t_step
         state.step += 1
         state.tokens_seen += tokens_per_step
         call_tokens += tokens_per_step
         elapsed = time.perf_counter() - t0
+        # Stop after the step that the next one would carry past the bound (a step as long as this one), so
+        # that a burst ends near its bound rather than one long step after it.
         # the clock differs between ranks: they agree (a collective) so that all stop after the same step
-        timed_out = cfg.max_seconds is not None and distributed.agree(elapsed >= cfg.max_seconds, device)
+        over = elapsed + (step_seconds if step_at is not None else 0.0) >= (cfg.max_seconds or math.inf)
+        timed_out = cfg.max_seconds is not None and distributed.agree(over, device)
         last = state.step >= end or timed_out
         evaluate = cfg.eval_interval > 0 and (state.step % cfg.eval_interval == 0 or last)
         read = evaluate or last or cfg.log_interval <= 1 or state.step % cfg.log_interval == 0
@@ -288,12 +302,59 @@ def train_steps(
         counted = elapsed - eval_seconds
         t_eval = time.perf_counter()
         if distributed.is_main():  # the others go on to the next step and wait for rank 0 in its all-reduce
-            _evaluate_into(record, net, data, cfg, context, evaluate)
+            try:
+                with deadline(net, eval_at):
+                    _evaluate_into(record, net, data, cfg, context, evaluate)
+            except Deadline:  # out of time mid-evaluation: this step has no point on the curve
+                record.last = last = True
         eval_seconds += time.perf_counter() - t_eval
         record.elapsed = time.perf_counter() - t0
         yield record
         if last:
             return
+
+
+class Deadline(Exception):
+    """A call's time bound passed inside a training step or an evaluation (raised by `deadline`'s hooks)."""
+
+
+def _deadlines(cfg: TrainConfig, t0: float) -> tuple[float | None, float | None]:
+    """Clock times past which a step, and an evaluation, are cut short; None: never. The bound is checked inside
+    the step too (a step of a large batch can take minutes on a CPU); the evaluation that ends a call gets a
+    tenth more (at least 2 s). Not under torchrun (ranks must stop together) nor with torch.compile."""
+    if cfg.max_seconds is None or cfg.compile or distributed.world_size() > 1:
+        return None, None
+    return t0 + cfg.max_seconds, t0 + cfg.max_seconds + max(2.0, cfg.max_seconds / 10)
+
+
+class deadline:
+    """Inside this block, every module of `model` checks the clock before its forward and, through a gradient
+    hook on its output, again during the backward pass: past `at` (a time.perf_counter() value) it raises
+    Deadline, so that a long step or evaluation stops within one layer's work. `at=None`: no hooks at all."""
+
+    def __init__(self, model: nn.Module, at: float | None):
+        self.model, self.at, self.handles = model, at, []
+
+    def _check(self, *_):
+        if time.perf_counter() > self.at:
+            raise Deadline(f"time bound passed ({self.at:.1f})")
+
+    def _after(self, _module, _inputs, output):
+        if isinstance(output, torch.Tensor) and output.requires_grad:
+            output.register_hook(self._check)
+
+    def __enter__(self):
+        if self.at is not None:
+            self._check()
+            for m in self.model.modules():
+                self.handles += [m.register_forward_pre_hook(self._check), m.register_forward_hook(self._after)]
+        return self
+
+    def __exit__(self, *exc):
+        for h in self.handles:
+            h.remove()
+        self.handles = []
+        return False
 
 
 def _forward_fn(model: nn.Module, cfg: TrainConfig, state: TrainState):
@@ -352,9 +413,17 @@ class _own_rng:
         return False
 
 
-def evaluate(model: nn.Module, data: TokenData, cfg: TrainConfig) -> dict[str, float]:
-    """The run's periodic evaluation: `cfg.eval_iters` batches per split, the same windows every time."""
-    return estimate_loss(model, data, cfg.batch_size, require_context(model), cfg.eval_iters, cfg.seed + 2, cfg.dtype)
+def evaluate(model: nn.Module, data: TokenData, cfg: TrainConfig, max_seconds: float | None = None):
+    """The run's periodic evaluation: `cfg.eval_iters` batches per split, the same windows every time.
+    With `max_seconds`, None if it could not finish within that many seconds."""
+    at = None if max_seconds is None else time.perf_counter() + max_seconds
+    try:
+        with deadline(model, at):
+            return estimate_loss(
+                model, data, cfg.batch_size, require_context(model), cfg.eval_iters, cfg.seed + 2, cfg.dtype
+            )
+    except Deadline:
+        return None
 
 
 def _evaluate_into(record: StepLog, model, data: TokenData, cfg: TrainConfig, context: int, evaluate: bool) -> None:

@@ -10,7 +10,7 @@ import importlib
 
 import gradio as gr
 
-from playground.ui import share
+from playground.ui import guard, share
 from playground.ui.common import CSS, THEME, TabContext, new_session
 
 # Tab modules in the order learners meet them: text -> tokens -> loss -> training -> sampling -> alignment.
@@ -27,7 +27,9 @@ TABS = [
 
 def build_app() -> gr.Blocks:
     _cap_closed_session_ttl()
-    with gr.Blocks(title="LLM Playground", analytics_enabled=False) as demo:
+    guard.install()  # one session cannot fill the queue; jobs nobody waits for are dropped
+    # Gradio's temporary files (uploads, returned files): every hour, those older than an hour are deleted
+    with gr.Blocks(title="LLM Playground", analytics_enabled=False, delete_cache=(3600, 3600)) as demo:
         gr.HTML(
             "<div class='pg-header'><h1>LLM Playground</h1>"
             "<p>Build a language model step by step: tokens, loss, training, sampling, alignment.</p></div>"
@@ -47,7 +49,15 @@ def launch_kwargs() -> dict:
     from playground.limits import LIMITS
 
     # state_session_capacity: Gradio keeps every session's config (~0.4 MB here) until this many exist
-    return {"theme": THEME, "css": CSS, "show_error": True, "state_session_capacity": LIMITS.max_sessions}
+    return {"theme": THEME, "css": CSS, "show_error": True, "state_session_capacity": LIMITS.max_sessions,
+            "max_file_size": LIMITS.max_upload_bytes}  # Gradio refuses a larger upload before it is written
+
+
+def queue_kwargs() -> dict:
+    """What `queue()` takes: at most LIMITS.max_queue jobs waiting in all (then "queue full")."""
+    from playground.limits import LIMITS
+
+    return {"default_concurrency_limit": 1, "max_size": LIMITS.max_queue}
 
 
 def _cap_closed_session_ttl() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
+import time
 import weakref
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,6 +14,7 @@ import gradio as gr
 
 from playground import ASSETS, LESSONS, spaces_support
 from playground.device import pick_device
+from playground.shared_cache import SharedCache
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +54,14 @@ class TabContext:
     presets: gr.Dropdown | None = None  # the Start tab's demo presets (share.presets_picker)
 
 
+class Session(dict):
+    """A learner's state: a dict that can be weakly referenced (the memory bound reclaims idle learners' models
+    through it without keeping the session alive)."""
+
+
 def new_session() -> dict[str, Any]:
     """Per-user state: what this learner trained or changed. Deep-copied by gradio for each session."""
-    return {"trained": None, "train_run": None, "orpo_model": None, "tokenizers": {}}
+    return Session(trained=None, train_run=None, orpo_model=None, tokenizers={})
 
 
 # ---------------------------------------------------------------------------------------------- lessons
@@ -107,8 +114,10 @@ def friendly(fn):
 
 
 def _message(exc: BaseException) -> str:
+    from playground.redact import redact
+
     msg = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
-    return msg[:500] or type(exc).__name__
+    return redact(msg)[:500] or type(exc).__name__  # no server folders, no C++ source locations
 
 
 def _is_generator(fn) -> bool:
@@ -118,24 +127,23 @@ def _is_generator(fn) -> bool:
 
 
 # ------------------------------------------------------------------------------------------------ models
-_CACHE: dict[str, Any] = {}
-_CACHE_LOCK = threading.Lock()
+_CACHE = SharedCache(capacity=6)  # keep memory bounded on a small Space: the least recently used model goes
 
 
 def shared_bundle(source: str):
-    """A read-only model bundle loaded once and shared by every user (never train it in place)."""
+    """A read-only model bundle loaded once and shared by every user (never train it in place). Loads run
+    outside any lock other visitors need (playground/shared_cache.py): a slow Hub holds up only that model."""
     from playground import checkpoints
     from playground.limits import LIMITS
 
     key = checkpoints.check_source(source)  # bundled / Hub id; local folders only if allowed (one policy)
-    with _CACHE_LOCK:
-        if key not in _CACHE:
-            bundle = checkpoints.load(key, device=str(DEVICE), local=LIMITS.allow_local_paths)
-            bundle.model.eval()
-            _CACHE[key] = bundle
-            if len(_CACHE) > 6:  # keep memory bounded on a small Space: forget the oldest Hub model
-                _CACHE.pop(next(iter(_CACHE)))
-        return _CACHE[key]
+
+    def load():
+        bundle = checkpoints.load(key, device=str(DEVICE), local=LIMITS.allow_local_paths)
+        bundle.model.eval()
+        return bundle
+
+    return _CACHE.get(key, load)
 
 
 def resolve_bundle(source: str, session: dict | None):
@@ -146,6 +154,7 @@ def resolve_bundle(source: str, session: dict | None):
         bundle = (session or {}).get("trained")
         if bundle is None:
             raise ValueError("You have not trained a model in this session yet: run a burst in the Train tab first.")
+        touch(bundle.model)
         return bundle
     return shared_bundle(source)
 
@@ -155,24 +164,97 @@ _LIVE = weakref.WeakSet()  # every learner's trainable model (Train tab run, ORP
 _LIVE_LOCK = threading.Lock()
 
 
-def register_trainable(model, what: str = "model"):
+def register_trainable(model, what: str = "model", session: dict | None = None):
     """Count `model` among the learners' trainable models, or refuse it when they already hold
-    LIMITS.max_live_train_params parameters together. A Train-tab run keeps weights and AdamW moments (12 bytes a
+    LIMITS.max_live_train_params parameters together, or this client (one address: new session ids do not
+    help) LIMITS.max_client_train_params. A Train-tab run keeps weights and AdamW moments (12 bytes a
     parameter), an ORPO copy its weights, and a whole class trains at once: this bounds the server's memory.
-    Models leave the count by themselves when no session holds them any more (Reset, a new Start, expiry)."""
+    Models leave the count by themselves when no session holds them any more (Reset, a new Start, expiry).
+    Under memory pressure (live models past half the global bound) the models of sessions idle for
+    LIMITS.reclaim_idle_seconds are taken back first (`session` is where this one lives, so it can be too)."""
     from playground.limits import LIMITS
 
     n = sum(p.numel() for p in model.parameters())
+    client = client_id()
     with _LIVE_LOCK:
-        live = sum(sum(p.numel() for p in m.parameters()) for m in list(_LIVE))
+        if _live_params() + n > LIMITS.max_live_train_params // 2:
+            _reclaim_idle(LIMITS.reclaim_idle_seconds)
+        live, mine = _live_params(), _live_params(client)
+        if mine + n > LIMITS.max_client_train_params or live + n > LIMITS.max_live_train_params:
+            import gc
+
+            gc.collect()  # models of reset or expired sessions may wait in reference cycles: count what is held
+            live, mine = _live_params(), _live_params(client)
+        if mine + n > LIMITS.max_client_train_params:
+            raise ValueError(
+                f"Your models already hold {mine / 1e6:.0f}M parameters on this server and this {what} would add "
+                f"{n / 1e6:.1f}M (the limit per visitor is {LIMITS.max_client_train_params / 1e6:.0f}M): press "
+                "Reset in a tab you no longer use, or try again later."
+            )
         if live + n > LIMITS.max_live_train_params:
             raise ValueError(
                 f"The server is busy: learners' models already hold {live / 1e6:.0f}M parameters and this {what} "
                 f"would add {n / 1e6:.1f}M (the limit here is {LIMITS.max_live_train_params / 1e6:.0f}M). "
                 "Try again in a few minutes, or pick a smaller model."
             )
+        model._pg_client, model._pg_params = client, n
+        model._pg_session = weakref.ref(session) if isinstance(session, Session) else None
+        model._pg_used = time.monotonic()
         _LIVE.add(model)
     return model
+
+
+def touch(model) -> None:
+    """Mark a learner's model as used now (it is reclaimed last under memory pressure)."""
+    if hasattr(model, "_pg_used"):
+        model._pg_used = time.monotonic()
+
+
+def _live_params(client: str | None = None) -> int:
+    return sum(m._pg_params for m in list(_LIVE) if client is None or m._pg_client == client)
+
+
+def _reclaim_idle(idle_seconds: float) -> int:
+    """Drop, from their sessions, the models unused for `idle_seconds`; returns how many. The learner finds no
+    model on return (as after expiry); the memory is freed when the last reference goes."""
+    now, dropped = time.monotonic(), 0
+    for m in sorted(_LIVE, key=lambda m: m._pg_used):
+        session = m._pg_session() if m._pg_session is not None else None
+        if now - m._pg_used < idle_seconds or session is None:
+            continue
+        for key, value in list(session.items()):
+            held = value.get("bundle") if isinstance(value, dict) else value
+            if held is m or getattr(held, "model", None) is m:
+                session[key] = None
+        _LIVE.discard(m)
+        dropped += 1
+    if dropped:
+        log.info("memory pressure: reclaimed %d idle learners' models", dropped)
+    return dropped
+
+
+def client_id() -> str:
+    """Who sent the request being handled: the address the connection came from, or behind a trusted proxy (on a
+    Space, or with PLAYGROUND_TRUST_PROXY=1) the last X-Forwarded-For entry, which the proxy itself appended
+    (without a proxy a visitor could write any address there). '' outside a request."""
+    import os
+
+    from playground.limits import LIMITS
+
+    try:
+        from gradio.context import LocalContext
+
+        request = LocalContext.request.get(None)
+    except LookupError:
+        request = None
+    if request is None:
+        return ""
+    headers = getattr(request, "headers", None) or {}
+    forwarded = headers.get("x-forwarded-for", "") if hasattr(headers, "get") else ""
+    if forwarded.strip() and (LIMITS.trust_proxy or os.environ.get("SPACE_ID")):
+        return forwarded.split(",")[-1].strip()
+    client = getattr(request, "client", None)
+    return str(getattr(client, "host", "") or "")
 
 
 def model_choices(kinds: tuple[str, ...] = ("gpt", "llama"), trained: bool = True) -> list[str]:
@@ -202,6 +284,28 @@ def csv_export(table: gr.Dataframe, elem: str, api_name: str, label: str = "Down
         out = gr.File(label="CSV", interactive=False, height=60, scale=3, elem_id=f"{elem}-csv")
     btn.click(friendly(table_to_csv), table, out, api_name=f"{api_name}_csv", **LIGHT)
     return btn, out
+
+
+DOWNLOAD_PREFIX = "pg-download-"  # temporary folders of files offered for download
+DOWNLOAD_KEEP_SECONDS = 60  # Gradio copies a returned file into its cache at once: ours can go soon after
+
+
+def prune_downloads(keep_seconds: float = DOWNLOAD_KEEP_SECONDS) -> int:
+    """Delete this app's download folders older than `keep_seconds` (Gradio serves its own cached copy, which
+    `delete_cache` removes); returns how many went."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    now, gone = time.time(), 0
+    for folder in Path(tempfile.gettempdir()).glob(f"{DOWNLOAD_PREFIX}*"):
+        try:
+            if folder.is_dir() and now - folder.stat().st_mtime > keep_seconds:
+                shutil.rmtree(folder, ignore_errors=True)
+                gone += 1
+        except OSError:
+            continue
+    return gone
 
 
 def table_to_csv(frame) -> str | None:

@@ -71,7 +71,7 @@ def own_copy(choice: str, session: dict) -> dict:
     if n_params > LIMITS.max_train_params:
         raise ValueError(f"{choice} has {n_params / 1e6:.0f}M parameters; ORPO steps here are limited to models of "
                          f"{LIMITS.max_train_params / 1e6:.0f}M (PLAYGROUND_MAX_TRAIN_PARAMS raises it)")
-    model = common.register_trainable(copy.deepcopy(bundle.model), "copy")  # bounds all learners' copies together
+    model = common.register_trainable(copy.deepcopy(bundle.model), "copy", session)  # memory bounds
     mine = {"source": choice, "bundle": dataclasses.replace(bundle, model=model, info=dict(bundle.info or {})),
             "steps": 0}
     session["orpo_model"] = mine

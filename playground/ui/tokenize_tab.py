@@ -12,7 +12,6 @@ import html
 import logging
 import re
 import tempfile
-import threading
 import time
 import unicodedata
 from collections import Counter
@@ -23,6 +22,7 @@ import gradio as gr
 from playground import checkpoints, corpus
 from playground import tokenizer as tk
 from playground.limits import LIMITS, check_int, check_text
+from playground.shared_cache import SharedCache
 from playground.ui import common, share
 
 log = logging.getLogger(__name__)
@@ -39,8 +39,7 @@ PASTE, CORPUS = "paste text", "a bundled corpus"
 TABLE_HEADERS = ["id", "piece", "count", "kind"]
 STAT_KEYS = ("characters", "tokens", "characters per token", "unique tokens", "byte-fallback pieces")
 
-_SHARED: dict[str, tk.Tokenizer] = {}
-_SHARED_LOCK = threading.Lock()
+_SHARED = SharedCache(capacity=8, pinned=(tk.BUNDLED,))  # read-only tokenizers shared by every user
 
 
 # ----------------------------------------------------------------------------------------- tokenizers
@@ -58,12 +57,7 @@ def resolve(choice: str, session: dict | None) -> tk.Tokenizer:
         return tk.SentencePieceTokenizer(mine[choice], name=choice)
     # the same source policy as models: bundled, Hub ids, local paths only where allowed
     key = tk.BUNDLED if choice == BUNDLED_LABEL else checkpoints.check_source(choice, extra_names=(tk.BUNDLED,))
-    with _SHARED_LOCK:  # read-only and shared by every user: load once
-        if key not in _SHARED:
-            _SHARED[key] = tk.load_tokenizer(key)
-            if len(_SHARED) > 8:
-                _SHARED.pop(next(k for k in _SHARED if k != tk.BUNDLED))
-        return _SHARED[key]
+    return _SHARED.get(key, lambda: tk.load_tokenizer(key))  # loaded once, outside any lock others need
 
 
 # ------------------------------------------------------------------------------------------- analysis

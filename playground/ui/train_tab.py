@@ -26,7 +26,7 @@ import pandas as pd
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from playground import checkpoints, corpus, data, introspect, models, train
+from playground import checkpoints, corpus, data, introspect, memory, models, train
 from playground.limits import LIMITS, check_float, check_int, check_text
 from playground.ui import common, share
 
@@ -88,14 +88,16 @@ def _preset_name(preset: str) -> str:
     return MODEL_PRESET.get(preset, "tiny")
 
 
-def _build(arch: str, preset: str, shape: dict, vocab_size: int) -> torch.nn.Module:
+def _build(arch: str, preset: str, shape: dict, vocab_size: int, batch: int = 1) -> torch.nn.Module:
     """A fresh model, refused (ValueError) if it is bigger than this machine lets a learner train."""
     # count first, from the shapes alone: no memory (and no seconds) spent on a model we will refuse
-    n = introspect.param_count_of(train.model_config(arch, _preset_name(preset), vocab_size, **shape)).total
+    config = train.model_config(arch, _preset_name(preset), vocab_size, **shape)
+    n = introspect.param_count_of(config).total
     if n > LIMITS.max_train_params:
         raise ValueError(
             f"This model has {n / 1e6:.1f}M parameters; the limit here is {LIMITS.max_train_params / 1e6:.0f}M."
         )
+    memory.check_train_memory(config, batch, shape["context"])  # weights + optimizer + one batch's activations
     torch.manual_seed(0)  # the same knobs give the same starting weights
     return train.build_model(arch, _preset_name(preset), vocab_size, **shape).to(common.DEVICE)
 
@@ -362,6 +364,7 @@ def _bundle(run: Run) -> checkpoints.Bundle:
 
 def _burst(run: Run, session: dict, max_steps: int | None, attn_prompt: str, layer):
     """Run one burst, yielding a screen update at most every UI_EVERY seconds and a full one at the end."""
+    common.touch(run.model)  # in use: reclaimed last under memory pressure
     it = train.train_steps(run.model, run.data, run.cfg, run.state, max_steps=max_steps)
     start, shown, t0 = run.state.step, 0.0, time.perf_counter()
     while True:
@@ -440,11 +443,13 @@ def start(
     cfg, max_steps = _train_config(lr, batch, total, warmup, mode, amount, prompt)
     tokenizer = _tokenizer()
     d = _data_for(source, text, file, tokenizer, shape["context"])
-    model = common.register_trainable(_build(arch, preset, shape, tokenizer.vocab_size), "model")  # memory bound
+    model = _build(arch, preset, shape, tokenizer.vocab_size, cfg.batch_size)
+    model = common.register_trainable(model, "model", session)  # memory bounds: all learners, this visitor
     run = Run(model, tokenizer, d, train.new_state(model, cfg), cfg, arch, shape, source)
     # Step 0 on the curves: the untrained model, scored on the same windows as every later evaluation.
-    ev = train.evaluate(model, d, cfg)
-    run.evals.append((0, ev["train"], ev["val"]))
+    ev = train.evaluate(model, d, cfg, max_seconds=cfg.max_seconds / 4)  # None: too slow, no step-0 point
+    if ev is not None:
+        run.evals.append((0, ev["train"], ev["val"]))
     session["train_run"] = run
     session["trained"] = _bundle(run)
     yield from _burst(run, session, max_steps, attn_prompt, layer)
@@ -484,6 +489,7 @@ def resume(
             f"This run has done all {cfg.steps:,} steps of its schedule: raise Total steps to continue, "
             "or press Start for a fresh model."
         )
+    memory.check_train_memory(run.model.config, cfg.batch_size, run.shape["context"])  # the batch may have grown
     run.cfg = dataclasses.replace(cfg, seed=run.cfg.seed)
     yield from _burst(run, session, max_steps, attn_prompt, layer)
 
@@ -542,13 +548,15 @@ def download(session):
     run = _session(session).get("train_run")
     if run is None:
         raise ValueError("Train a model first: there is nothing to download yet.")
-    folder = Path(tempfile.mkdtemp(prefix="pg-train-"))
-    with run.lock:
-        checkpoints.save(_bundle(run), folder / "model")
+    common.prune_downloads()  # earlier zips: Gradio has served its own copy of each (deleted with its cache)
+    folder = Path(tempfile.mkdtemp(prefix=common.DOWNLOAD_PREFIX))
     zip_path = folder / f"my-{run.arch}-step{run.state.step}.zip"
-    with zipfile.ZipFile(zip_path, "w", zipfile.ZIP_DEFLATED) as z:
-        for f in sorted((folder / "model").iterdir()):
-            z.write(f, arcname=f"my-{run.arch}/{f.name}")
+    with tempfile.TemporaryDirectory(prefix="pg-save-") as model_dir:  # the unzipped files go at once
+        with run.lock:
+            checkpoints.save(_bundle(run), Path(model_dir) / "model")
+        with zipfile.ZipFile(zip_path, "w", zipfile.ZIP_DEFLATED) as z:
+            for f in sorted((Path(model_dir) / "model").iterdir()):
+                z.write(f, arcname=f"my-{run.arch}/{f.name}")
     return str(zip_path)
 
 

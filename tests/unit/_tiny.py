@@ -33,3 +33,20 @@ def hf_llama(seed=0, **kw):
         for name, p in model.named_parameters():
             p.copy_(1.0 + 0.1 * torch.randn_like(p) if "norm" in name else 0.1 * torch.randn_like(p))
     return model
+
+
+HUB_SHA = "0123456789abcdef0123456789abcdef01234567"
+
+
+def cache_hub_repo(cache, repo: str, model=None, sha: str = HUB_SHA):
+    """Save a tiny Llama (transformers' save_pretrained) + the tiny tokenizer under `repo` in a Hugging Face cache
+    folder, laid out as huggingface_hub lays it out: models--org--name/{snapshots/<sha>/..., refs/main}."""
+    from pathlib import Path
+
+    snap = Path(cache) / f"models--{repo.replace('/', '--')}" / "snapshots" / sha
+    (model if model is not None else hf_llama()).save_pretrained(snap, safe_serialization=True)
+    tiny_tokenizer().save(snap)
+    refs = snap.parent.parent / "refs"
+    refs.mkdir(exist_ok=True)
+    (refs / "main").write_text(sha)
+    return snap

@@ -4,6 +4,7 @@
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip install --quiet -c constraints.txt  # constraints.txt pins the local torch (CPU wheel)
 
 .PHONY: run test venv dev-deps browser lint bench clean
 
@@ -12,10 +13,10 @@ $(PY):
 	$(PY) -m pip install --upgrade --quiet pip
 
 venv: $(PY)
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PIP) -r requirements.txt
 
 dev-deps: $(PY)
-	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PIP) -r requirements-dev.txt
 
 browser:  # Debian's chromium for the browser tests, and fonts so emoji and CJK render in the screenshots
 	@(command -v chromium && dpkg -s fonts-noto-color-emoji fonts-wqy-microhei) >/dev/null 2>&1 || \

@@ -382,10 +382,11 @@ def load_folder(folder: str | Path, device="cpu", max_params: int | None = None,
     tied = model.config.tie_word_embeddings if llama else model.config.tie_weights
     head = "output.weight" if llama else "lm_head.weight"
     to_file = hf_name if llama else (lambda k: k)
-    expected = {to_file(k): v.shape for k, v in model.state_dict().items() if not (tied and k == head)}
-    tensors = read_weights(folder, expected, optional=set())
-    if tied and to_file(head) in tensors:
-        tensors.pop(to_file(head))  # some tied checkpoints store lm_head too; the embedding is the one we keep
+    expected = {to_file(k): v.shape for k, v in model.state_dict().items()}
+    # a tied head is optional in the file: many Hub checkpoints store lm_head.weight too (a copy of the embedding)
+    tensors = read_weights(folder, expected, optional={to_file(head)} if tied else set())
+    if tied:
+        tensors.pop(to_file(head), None)  # the embedding is the one we keep (as transformers does)
     device = torch.device(device)
     stored = next(iter(tensors.values())).dtype
     target = _target_dtype(stored, device, dtype)

@@ -26,6 +26,24 @@ import torch.nn.functional as F
 
 from playground.attention import KVCache, attention, check_impl
 
+# transformers' LlamaConfig defaults, for the keys a Hub config.json may leave out: a missing key must mean what it
+# means to transformers (rms_norm_eps 1e-6, max_position_embeddings 2048, ...), not our presets' values.
+# num_key_value_heads and head_dim default to None there and here (num_attention_heads, hidden_size // heads);
+# rope_theta 10000 is read in from_hf. tests/unit/test_hub_configs.py checks this table against transformers itself.
+HF_DEFAULTS = {
+    "vocab_size": 32000,
+    "hidden_size": 4096,
+    "intermediate_size": 11008,
+    "num_hidden_layers": 32,
+    "num_attention_heads": 32,
+    "rms_norm_eps": 1e-6,
+    "max_position_embeddings": 2048,
+    "attention_dropout": 0.0,
+    "attention_bias": False,
+    "mlp_bias": False,
+    "tie_word_embeddings": False,
+}
+
 
 @dataclass
 class LlamaConfig:
@@ -104,6 +122,7 @@ class LlamaConfig:
         rope_type = rope.get("rope_type", rope.get("type", "default"))
         if rope_type != "default":
             raise ValueError(f"RoPE scaling {rope_type!r} is not supported (only plain rotary embeddings)")
+        hf = {**HF_DEFAULTS, **{k: v for k, v in hf.items() if v is not None}}  # a missing key: transformers' default
         kw = {ours: hf[theirs] for ours, theirs in cls.HF_KEYS.items() if hf.get(theirs) is not None}
         kw["rope_theta"] = float(rope.get("rope_theta", hf.get("rope_theta", 10000.0)))
         return cls(**{**kw, **overrides})

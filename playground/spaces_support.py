@@ -32,6 +32,10 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 DEFAULT_DURATION = 60  # seconds: spaces.GPU's own default
+# The Aligned-vs-base tab's two pairs (base, aligned). README.md's front matter preloads HUB_PAIR into a Space's
+# Hugging Face cache (`preload_from_hub`); tests/unit/test_space_config.py checks that the two lists agree.
+BUNDLED_PAIR = ("llama-base", "llama-aligned")
+HUB_PAIR = ("HuggingFaceTB/SmolLM2-135M", "HuggingFaceTB/SmolLM2-135M-Instruct")
 MIN_DURATION, MAX_DURATION = 5, 300
 
 
@@ -85,6 +89,16 @@ def gpu(fn: Callable | None = None, *, duration: int | float | Callable[[dict], 
     if spaces is None:
         return fn
     return spaces.GPU(fn, duration=rule)
+
+
+def compare_pair() -> tuple[str, str]:
+    """The pair the Aligned-vs-base tab opens on: the SmolLM2 pair when both are in the local Hugging Face cache
+    (a Space that preloaded them: no visitor waits for a download), else the bundled pair (offline, as before)."""
+    from playground import checkpoints
+
+    if all(checkpoints._cached_snapshot(repo, None) is not None for repo in HUB_PAIR):
+        return HUB_PAIR
+    return BUNDLED_PAIR
 
 
 def number(args: dict, name: str, default: float = 0.0) -> float:

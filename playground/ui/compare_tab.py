@@ -13,15 +13,15 @@ import re
 
 import gradio as gr
 
-from playground import sampling
+from playground import sampling, spaces_support
 from playground.limits import LIMITS, check_int, check_text
 from playground.ui import common, share
 from playground.ui.sample_tab import MAX_TEMPERATURE, Settings, Throttle, crop_note, prompt_ids
 
 DEFAULT_PROMPT = "What is a food recipe using apple?"  # the course's question (notes 76)
-BUNDLED_PAIR = ("llama-base", "llama-aligned")
+BUNDLED_PAIR = spaces_support.BUNDLED_PAIR
 CHAT_LABEL = "apply the chat template"
-HUB_PAIR = ("HuggingFaceTB/SmolLM2-135M", "HuggingFaceTB/SmolLM2-135M-Instruct")
+HUB_PAIR = spaces_support.HUB_PAIR
 CHAT_NAME = re.compile(r"aligned|instruct|chat|orpo|-it\b|sft|dpo", re.IGNORECASE)
 
 
@@ -159,6 +159,7 @@ def _pair(names: tuple[str, str]):
 
 # ------------------------------------------------------------------------------------------------ layout
 def build(ctx: common.TabContext) -> None:
+    pair = spaces_support.compare_pair()  # SmolLM2 when a Space preloaded it, else the bundled pair
     with gr.Tab("Aligned vs base", id="compare", elem_id="tab-compare"):
         with gr.Row():
             with gr.Column(scale=2, min_width=320):
@@ -172,14 +173,14 @@ def build(ctx: common.TabContext) -> None:
                     hub_btn = gr.Button("SmolLM2-135M pair (Hub, online)", size="sm", elem_id="compare-hub")
                 with gr.Row(equal_height=False):
                     with gr.Column(min_width=260, elem_id="compare-left-col"):
-                        left = common.model_picker("Left model", value=BUNDLED_PAIR[0], elem_id="compare-left-model")
+                        left = common.model_picker("Left model", value=pair[0], elem_id="compare-left-model")
                         chat_left = gr.Checkbox(
-                            looks_like_chat(BUNDLED_PAIR[0]), label=CHAT_LABEL, elem_id="compare-left-chat"
+                            looks_like_chat(pair[0]), label=CHAT_LABEL, elem_id="compare-left-chat"
                         )
                     with gr.Column(min_width=260, elem_id="compare-right-col"):
-                        right = common.model_picker("Right model", value=BUNDLED_PAIR[1], elem_id="compare-right-model")
+                        right = common.model_picker("Right model", value=pair[1], elem_id="compare-right-model")
                         chat_right = gr.Checkbox(
-                            looks_like_chat(BUNDLED_PAIR[1]), label=CHAT_LABEL, elem_id="compare-right-chat"
+                            looks_like_chat(pair[1]), label=CHAT_LABEL, elem_id="compare-right-chat"
                         )
                 with gr.Row():
                     temperature = gr.Slider(

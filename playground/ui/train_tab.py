@@ -68,6 +68,14 @@ class Run:
     tokens_per_s: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)  # one step at a time on this model
 
+    # On ZeroGPU the session (and this run in it) is pickled into each spaces.GPU call and back out with every
+    # update: a lock cannot be pickled, and each process needs its own anyway (tests/unit/test_zero_gpu_state.py).
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "lock"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state, lock=threading.Lock())
+
 
 # ------------------------------------------------------------------------------------------ checking inputs
 def _shape(arch, n_layer, n_head, n_embd, context) -> dict:

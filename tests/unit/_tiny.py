@@ -56,3 +56,20 @@ def tiny_model(arch: str, seed: int = 0, **kw):
 
 def tiny_vocab(arch: str) -> int:
     return TINY_SHAPES[arch]["vocab_size"]
+
+
+HUB_SHA = "0123456789abcdef0123456789abcdef01234567"
+
+
+def cache_hub_repo(cache, repo: str, model=None, sha: str = HUB_SHA):
+    """Save a tiny Llama (transformers' save_pretrained) + the tiny tokenizer under `repo` in a Hugging Face cache
+    folder, laid out as huggingface_hub lays it out: models--org--name/{snapshots/<sha>/..., refs/main}."""
+    from pathlib import Path
+
+    snap = Path(cache) / f"models--{repo.replace('/', '--')}" / "snapshots" / sha
+    (model if model is not None else hf_llama()).save_pretrained(snap, safe_serialization=True)
+    tiny_tokenizer().save(snap)
+    refs = snap.parent.parent / "refs"
+    refs.mkdir(exist_ok=True)
+    (refs / "main").write_text(sha)
+    return snap

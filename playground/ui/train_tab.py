@@ -28,7 +28,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from playground import checkpoints, corpus, data, introspect, train
 from playground.limits import LIMITS, check_float, check_int, check_text
-from playground.ui import common, share
+from playground.ui import common, scheduler, share
 
 log = logging.getLogger(__name__)
 
@@ -151,8 +151,11 @@ def _data_for(source: str, text: str | None, file, tokenizer, context: int) -> d
 
 
 # ------------------------------------------------------------------------------------------------- views
-def status_html(run: Run | None, note: str = "", burst: tuple[int, int] | None = None) -> str:
-    """Step, tokens seen, tokens/s, the latest losses and a progress bar for the burst (done, planned)."""
+def status_html(
+    run: Run | None, note: str = "", burst: tuple[int, int] | None = None, attrs: dict | None = None
+) -> str:
+    """Step, tokens seen, tokens/s, the latest losses and a progress bar for the burst (done, planned);
+    `attrs` become data-* attributes (the burst's turn and queue wait, read by the load tool)."""
     if run is None:
         note = html.escape(note or "No model yet: press Start.")
         return f"<div class='pg-stats' id='train-status-inner' data-step='0'><span>{note}</span></div>"
@@ -171,7 +174,8 @@ def status_html(run: Run | None, note: str = "", burst: tuple[int, int] | None =
         done, planned = burst
         bar = f"<progress id='train-progress' max='{planned}' value='{done}'></progress>"
     tail = f"<span class='pg-note'>{html.escape(note)}</span>" if note else ""
-    return f"<div class='pg-stats' id='train-status-inner' data-step='{s.step}'>{spans}{bar}{tail}</div>"
+    data = "".join(f" data-{k}='{html.escape(str(v))}'" for k, v in (attrs or {}).items())
+    return f"<div class='pg-stats' id='train-status-inner' data-step='{s.step}'{data}>{spans}{bar}{tail}</div>"
 
 
 def loss_frame(run: Run | None) -> pd.DataFrame:
@@ -366,9 +370,13 @@ def _bundle(run: Run) -> checkpoints.Bundle:
 
 def _burst(run: Run, session: dict, max_steps: int | None, attn_prompt: str, layer):
     """Run one burst, yielding a screen update at most every UI_EVERY seconds and a full one at the end."""
-    it = train.train_steps(run.model, run.data, run.cfg, run.state, max_steps=max_steps)
+    cfg, left = run.cfg, scheduler.time_left()  # others waiting for the slot: this turn's share of it
+    if left is not None:
+        cfg = dataclasses.replace(cfg, max_seconds=min(cfg.max_seconds or math.inf, max(left, 0.2)))
+    it = train.train_steps(run.model, run.data, cfg, run.state, max_steps=max_steps)
     start, shown, t0 = run.state.step, 0.0, time.perf_counter()
     while True:
+        scheduler.pause_for_light()  # a keystroke elsewhere goes first (at most a fraction of a second)
         # One step at a time under the run's lock: after a Stop, a step still finishing in the cancelled
         # burst's thread completes before a new burst touches the same model.
         with run.lock:
@@ -386,7 +394,7 @@ def _burst(run: Run, session: dict, max_steps: int | None, attn_prompt: str, lay
             burst = (r.step - start, max_steps)
         else:
             burst = (round(time.perf_counter() - t0, 1), run.cfg.max_seconds)
-        if r.last:
+        if r.last or scheduler.turn_over():
             break
         if time.perf_counter() - shown >= UI_EVERY:
             shown = time.perf_counter()
@@ -404,8 +412,10 @@ def _burst(run: Run, session: dict, max_steps: int | None, attn_prompt: str, lay
     note = f"burst done: {run.state.step - start} steps in {time.perf_counter() - t0:.1f} s"
     if run.state.step >= run.cfg.steps:
         note += " - the schedule is complete (raise Total steps to go on)"
+    if scheduler.turn_note():
+        note += f" ({scheduler.turn_note()})"
     yield (
-        status_html(run, note, burst if run.state.step > start else None),
+        status_html(run, note, burst if run.state.step > start else None, scheduler.turn_attrs()),
         loss_frame(run),
         lr_frame(run),
         run.sample,
@@ -693,8 +703,15 @@ def build(ctx: common.TabContext) -> None:
             layer,
         ]
         outs = [status, loss_plot, lr_plot, sample, grid, labelled, ctx.session]
-        start_ev = start_btn.click(start, [ctx.session, *knobs], outs, api_name="train_start", **common.HEAVY)
-        cont_ev = cont_btn.click(resume, [ctx.session, *knobs], outs, api_name="train_continue", **common.HEAVY)
+        # bursts take fair turns (scheduler.py): round-robin over learners, the place in line shown in `status`
+        waiting = lambda note: (note, *[gr.skip()] * (len(outs) - 1))  # noqa: E731
+        fair_start, fair_resume = scheduler.fair(start, waiting), scheduler.fair(resume, waiting)
+        start_ev = start_btn.click(
+            fair_start, [ctx.session, *knobs], outs, api_name="train_start", **scheduler.TRAIN_EVENTS
+        )
+        cont_ev = cont_btn.click(
+            fair_resume, [ctx.session, *knobs], outs, api_name="train_continue", **scheduler.TRAIN_EVENTS
+        )
         stop_btn.click(
             stopped, [ctx.session], [status], cancels=[start_ev, cont_ev], api_name="train_stop", **common.LIGHT
         )

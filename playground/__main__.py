@@ -16,7 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "align": ("playground.orpo", "align a Llama checkpoint with ORPO on preference pairs"),
     "eval": ("playground.evaluate", "validation loss, preference and end-of-sequence figures of checkpoints"),
     "bench": ("playground.bench", "speed figures beside the reference implementations"),
-    "loadtest": ("playground.loadtest", "concurrent learners against the real app (loopback): latency, memory, leaks"),
+    "loadtest": ("playground.loadclass", "concurrent learners against the real app (loopback): latency, memory, leaks"),
 }
 
 

@@ -41,7 +41,7 @@ def _env_number(name: str, default: float, lo: float, hi: float) -> float:
 class FairConfig:
     slots: int = 1  # bursts that train at once
     target_wait: float = 40.0  # seconds: with n learners waiting, the last should start within about this
-    min_turn: float = 1.5  # seconds: a turn is never cut shorter than this (building + one step + the views)
+    min_turn: float = 1.0  # seconds: a turn is never cut shorter than this (building + a few steps)
 
     def __post_init__(self):
         if self.slots < 1 or self.target_wait <= 0 or self.min_turn <= 0:
@@ -71,6 +71,7 @@ class Ticket:
     turn: int | None = None  # the grant's serial number, server-wide (1, 2, ...)
     done: bool = False
     cut: bool = field(default=False)  # set when turn_over() ended the burst early
+    allowed: float = 0.0  # the turn length that ended it
 
     @property
     def granted(self) -> bool:
@@ -96,6 +97,7 @@ class FairScheduler:
         self._seq = itertools.count(1)
         self._turns = itertools.count(1)
         self._avg_turn = self.config.min_turn * 2  # seconds, exponential moving average of finished turns
+        self._overrun = 0.0  # seconds a cut turn goes on past its share (its views, the answer): moving average
 
     # ------------------------------------------------------------------------------------------ queue
     def enqueue(self, learner: str) -> Ticket:
@@ -118,6 +120,8 @@ class FairScheduler:
                 self._running.remove(ticket)
                 took = self._clock() - ticket.granted_at
                 self._avg_turn = 0.7 * self._avg_turn + 0.3 * took
+                if ticket.cut:
+                    self._overrun = 0.7 * self._overrun + 0.3 * max(0.0, took - ticket.allowed)
             self._dispatch()
 
     def _key(self, t: Ticket) -> tuple[int, int]:
@@ -136,10 +140,12 @@ class FairScheduler:
 
     # --------------------------------------------------------------------------------------- turn length
     def turn_length(self, n_waiting: int) -> float | None:
-        """How long a turn may last while `n_waiting` bursts wait (None: as long as it asked for)."""
+        """How long a turn may last while `n_waiting` bursts wait (None: as long as it asked for): the target wait
+        shared among them, less what a cut turn still takes after its share (so that n turns fit the target)."""
         if n_waiting <= 0:
             return None
-        return max(self.config.min_turn, self.config.target_wait * self.config.slots / n_waiting)
+        share = self.config.target_wait * self.config.slots / n_waiting
+        return max(self.config.min_turn, share - self._overrun)
 
     def time_left(self, ticket: Ticket) -> float | None:
         """Seconds left in this turn, given who waits now (None: no bound; 0: the turn is over)."""
@@ -151,11 +157,12 @@ class FairScheduler:
 
     def turn_over(self, ticket: Ticket) -> bool:
         """True when others wait and this turn has had its share: the burst should end now (and says so)."""
-        left = self.time_left(ticket)
-        if left is not None and left <= 0:
-            ticket.cut = True
-            return True
-        return False
+        with self._lock:
+            length = self.turn_length(len(self._waiting))
+        if length is None or ticket.granted_at is None or self._clock() - ticket.granted_at < length:
+            return False
+        ticket.cut, ticket.allowed = True, length
+        return True
 
     # ------------------------------------------------------------------------------------- what to show
     def position(self, ticket: Ticket) -> int:
@@ -168,15 +175,18 @@ class FairScheduler:
 
     def eta(self, ticket: Ticket) -> float:
         """Estimated seconds until this burst starts: what the running turns have left, then one turn each for
-        those ahead, each as long as the turns now allowed (or the recent average, if shorter)."""
+        those ahead, each as long as the recent average (or the turns now allowed, if shorter). A running turn
+        past the average may still go on to the allowed length: half of what it may still take is counted."""
         pos = self.position(ticket)
         if pos == 0:
             return 0.0
         with self._lock:
-            n = len(self._waiting)
-            length = min(self.turn_length(n) or self._avg_turn, max(self._avg_turn, self.config.min_turn))
+            cap = self.turn_length(len(self._waiting)) or self._avg_turn
+            length = min(cap + self._overrun, max(self._avg_turn, self.config.min_turn))
             now = self._clock()
-            left = sorted(max(0.0, length - (now - t.granted_at)) for t in self._running)
+            left = sorted(
+                max(length - (now - t.granted_at), (cap - (now - t.granted_at)) / 2, 0.0) for t in self._running
+            )
             slots = self.config.slots
         first = left[0] if len(left) >= slots else 0.0
         return first + (pos - 1) * length / slots

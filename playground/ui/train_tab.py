@@ -370,10 +370,7 @@ def _bundle(run: Run) -> checkpoints.Bundle:
 
 def _burst(run: Run, session: dict, max_steps: int | None, attn_prompt: str, layer):
     """Run one burst, yielding a screen update at most every UI_EVERY seconds and a full one at the end."""
-    cfg, left = run.cfg, scheduler.time_left()  # others waiting for the slot: this turn's share of it
-    if left is not None:
-        cfg = dataclasses.replace(cfg, max_seconds=min(cfg.max_seconds or math.inf, max(left, 0.2)))
-    it = train.train_steps(run.model, run.data, cfg, run.state, max_steps=max_steps)
+    it = train.train_steps(run.model, run.data, run.cfg, run.state, max_steps=max_steps)
     start, shown, t0 = run.state.step, 0.0, time.perf_counter()
     while True:
         scheduler.pause_for_light()  # a keystroke elsewhere goes first (at most a fraction of a second)
@@ -394,6 +391,8 @@ def _burst(run: Run, session: dict, max_steps: int | None, attn_prompt: str, lay
             burst = (r.step - start, max_steps)
         else:
             burst = (round(time.perf_counter() - t0, 1), run.cfg.max_seconds)
+        # others wait for the slot and this turn had its share (scheduler.py): end here, without the last
+        # evaluation and sample, which would cost a waiting learner as much time again as a short turn
         if r.last or scheduler.turn_over():
             break
         if time.perf_counter() - shown >= UI_EVERY:
@@ -423,6 +422,28 @@ def _burst(run: Run, session: dict, max_steps: int | None, attn_prompt: str, lay
         labelled,
         session,
     )
+
+
+_STEP0: dict = {}  # (knobs, data, eval settings) -> the untrained model's evaluation (seeded weights: the same)
+_STEP0_LOCK = threading.Lock()
+
+
+def _step0_eval(model, d: data.TokenData, cfg: train.TrainConfig, knobs: tuple | None) -> dict:
+    """train.evaluate of a fresh model. The same knobs give the same seeded weights (`_build`), so on a shared
+    corpus the result is the same for every learner who presses Start with them: a class of 30 with the same
+    preset computes it once, not 30 times while the others wait for their turn."""
+    if knobs is None:  # the learner's own text: their own numbers
+        return train.evaluate(model, d, cfg)
+    key = (*knobs, cfg.batch_size, cfg.eval_iters, cfg.seed, cfg.dtype, str(common.DEVICE))
+    with _STEP0_LOCK:
+        hit = _STEP0.get(key)
+    if hit is None:
+        hit = train.evaluate(model, d, cfg)
+        with _STEP0_LOCK:
+            _STEP0[key] = hit
+            while len(_STEP0) > 64:
+                _STEP0.pop(next(iter(_STEP0)))
+    return dict(hit)
 
 
 @common.friendly
@@ -457,7 +478,7 @@ def start(
     model = common.register_trainable(_build(arch, preset, shape, tokenizer.vocab_size), "model")  # memory bound
     run = Run(model, tokenizer, d, train.new_state(model, cfg), cfg, arch, shape, source)
     # Step 0 on the curves: the untrained model, scored on the same windows as every later evaluation.
-    ev = train.evaluate(model, d, cfg)
+    ev = _step0_eval(model, d, cfg, (source, arch, preset, tuple(shape.items())) if source != MY_TEXT else None)
     run.evals.append((0, ev["train"], ev["val"]))
     session["train_run"] = run
     session["trained"] = _bundle(run)

@@ -110,10 +110,35 @@ def _next_in_turn(it, ticket: Ticket):
         _LOCAL.ticket = None
 
 
-async def _to_thread(fn, *args):
-    import anyio
+_POOL: list = []  # the training threads (lazily made), apart from Gradio's pool: they run at a lower priority
 
-    return await anyio.to_thread.run_sync(fn, *args)
+
+def _train_pool():
+    """Threads for training steps only, each lowered to nice $PLAYGROUND_TRAIN_NICE (default 10) for the kernel:
+    when the cores are contended, the event loop and the light handlers run first, training takes what is left
+    (Linux: a thread's nice value is its own; elsewhere, or if refused, the threads keep the normal priority).
+    A thread of Gradio's own pool could not be lowered: it serves keystrokes later, and an unprivileged process
+    cannot raise a priority back."""
+    if not _POOL:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _POOL.append(ThreadPoolExecutor(TRAIN.config.slots * 2 + 2, "pg-train", initializer=_lower_priority))
+    return _POOL[0]
+
+
+def _lower_priority() -> None:
+    import os
+
+    try:
+        nice = int(os.environ.get("PLAYGROUND_TRAIN_NICE", "10"))
+        if nice > 0 and hasattr(os, "setpriority"):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+    except (OSError, ValueError):  # not allowed, or a bad value: run at the normal priority
+        log.warning("training threads keep the normal priority")
+
+
+async def _to_thread(fn, *args):
+    return await asyncio.get_running_loop().run_in_executor(_train_pool(), fn, *args)
 
 
 def _learner(request, args) -> str:
@@ -131,6 +156,13 @@ def time_left() -> float | None:
     """Seconds left in this thread's turn, given who waits now (None: no bound)."""
     ticket = current_turn()
     return TRAIN.time_left(ticket) if ticket is not None else None
+
+
+def end_turn() -> None:
+    """The burst's training is over (its views are still to draw): the slot goes to the next learner now."""
+    ticket = current_turn()
+    if ticket is not None:
+        TRAIN.release(ticket)
 
 
 def turn_over() -> bool:

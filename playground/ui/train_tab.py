@@ -407,6 +407,7 @@ def _burst(run: Run, session: dict, max_steps: int | None, attn_prompt: str, lay
                 session,
             )
     session["trained"] = _bundle(run)
+    scheduler.end_turn()  # training done: the next learner's turn starts while the maps are drawn
     grid, labelled = attention_views(run, attn_prompt, layer)
     note = f"burst done: {run.state.step - start} steps in {time.perf_counter() - t0:.1f} s"
     if run.state.step >= run.cfg.steps:

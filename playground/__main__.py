@@ -17,7 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("playground.evaluate", "validation loss, preference and end-of-sequence figures of checkpoints"),
     "bench": ("playground.bench", "speed figures beside the reference implementations"),
     "publish": ("playground.publish", "upload a checkpoint folder to a Hugging Face model repo, with a model card"),
-    "loadtest": ("playground.loadtest", "concurrent learners against the real app (loopback): latency, memory, leaks"),
+    "loadtest": ("playground.loadclass", "concurrent learners against the real app (loopback): latency, memory, leaks"),
 }
 
 

@@ -249,14 +249,27 @@ def _peak_since(results: Results, start: float) -> float:
     return max((m for t, m in results.rss_mb if t >= start), default=0.0)
 
 
-def cli(argv: list[str]) -> int:
+def parser() -> argparse.ArgumentParser:
+    """The command's flags, both scenarios (`python -m playground loadtest` runs `loadclass.cli`, which picks)."""
     p = argparse.ArgumentParser(prog="python -m playground loadtest", description=__doc__.split("\n")[0])
     p.add_argument("--sessions", type=int, default=20, help="concurrent gradio_client sessions")
     p.add_argument("--seconds", type=float, default=60.0, help="total time of the load, split over the rounds")
     p.add_argument("--rounds", type=int, default=3, help="rounds of fresh sessions, then one more after they expire")
     p.add_argument("--ttl", type=int, default=90, help="the server's session time to live (seconds)")
     p.add_argument("--json", type=Path, help="write the figures to this file")
+    p.add_argument("--scenario", choices=["mixed", "class"], default="mixed",
+                   help="mixed: rounds of the pass above; class: learners follow the class path (loadclass.py)")
+    p.add_argument("--learners", type=int, help="class scenario: learners (default 30)")
+    p.add_argument("--think", type=float, default=1.0, help="class scenario: scale of the think times")
+    return p
+
+
+def cli(argv: list[str]) -> int:
+    """The mixed scenario (the class scenario is `loadclass.cli`)."""
+    p = parser()
     a = p.parse_args(argv)
+    if a.scenario != "mixed":
+        p.error("the class scenario runs through `python -m playground loadtest --scenario class`")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per HTTP request otherwise
     summary = run(LoadConfig(sessions=a.sessions, seconds=a.seconds, rounds=a.rounds, ttl=a.ttl))
     text = json.dumps(summary, indent=2)
@@ -265,3 +278,4 @@ def cli(argv: list[str]) -> int:
         a.json.write_text(text + "\n", encoding="utf-8")
     ok = not summary["n_failures"] and not summary["leaks"] and summary["expired_ok"] is not False
     return 0 if ok else 1
+

@@ -10,7 +10,7 @@ import importlib
 
 import gradio as gr
 
-from playground.ui import guard, share
+from playground.ui import guard, scheduler, share
 from playground.ui.common import CSS, THEME, TabContext, new_session
 
 # Tab modules in the order learners meet them: text -> tokens -> loss -> training -> sampling -> alignment.
@@ -41,6 +41,7 @@ def build_app() -> gr.Blocks:
             for name in TABS:
                 importlib.import_module(f"playground.ui.{name}").build(ctx)
         share.wire(ctx)  # after every tab: one load restores a shared link (tab + inputs) for all of them
+    scheduler.install(demo)  # fair training turns, light work first, queued learners keep their state
     return demo
 
 
@@ -49,8 +50,11 @@ def launch_kwargs() -> dict:
     from playground.limits import LIMITS
 
     # state_session_capacity: Gradio keeps every session's config (~0.4 MB here) until this many exist
-    return {"theme": THEME, "css": CSS, "show_error": True, "state_session_capacity": LIMITS.max_sessions,
-            "max_file_size": LIMITS.max_upload_bytes}  # Gradio refuses a larger upload before it is written
+    kwargs = {"theme": THEME, "css": CSS, "show_error": True, "state_session_capacity": LIMITS.max_sessions,
+              "max_file_size": LIMITS.max_upload_bytes}  # Gradio refuses a larger upload before it is written
+    # a class of 30: every learner's burst may wait for its turn (an await, no thread) while keystrokes run
+    kwargs["max_threads"] = 100
+    return kwargs
 
 
 def queue_kwargs() -> dict:

@@ -307,7 +307,7 @@ def build(ctx: common.TabContext) -> None:
         stop.click(None, None, None, cancels=[event], api_visibility="private", queue=False)
         step_inputs = [model, prompt, temperature, top_k, top_p, seed, step_state, ctx.session]
         step_btn.click(
-            next_token, step_inputs, [bars, step_text, step_caption, step_state], api_name="sample_step", **common.HEAVY
+            next_token, step_inputs, [bars, step_text, step_caption, step_state], api_name="sample_step", **common.LIGHT
         )
         reset_btn.click(
             reset_steps, None, [bars, step_text, step_caption, step_state], api_name="sample_reset", **common.LIGHT

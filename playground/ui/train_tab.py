@@ -28,7 +28,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from playground import checkpoints, corpus, data, introspect, memory, models, train
 from playground.limits import LIMITS, check_float, check_int, check_text
-from playground.ui import common, share
+from playground.ui import common, scheduler, share
 
 log = logging.getLogger(__name__)
 
@@ -161,8 +161,11 @@ def _data_for(source: str, text: str | None, file, tokenizer, context: int) -> d
 
 
 # ------------------------------------------------------------------------------------------------- views
-def status_html(run: Run | None, note: str = "", burst: tuple[int, int] | None = None) -> str:
-    """Step, tokens seen, tokens/s, the latest losses and a progress bar for the burst (done, planned)."""
+def status_html(
+    run: Run | None, note: str = "", burst: tuple[int, int] | None = None, attrs: dict | None = None
+) -> str:
+    """Step, tokens seen, tokens/s, the latest losses and a progress bar for the burst (done, planned);
+    `attrs` become data-* attributes (the burst's turn and queue wait, read by the load tool)."""
     if run is None:
         note = html.escape(note or "No model yet: press Start.")
         return f"<div class='pg-stats' id='train-status-inner' data-step='0'><span>{note}</span></div>"
@@ -181,7 +184,8 @@ def status_html(run: Run | None, note: str = "", burst: tuple[int, int] | None =
         done, planned = burst
         bar = f"<progress id='train-progress' max='{planned}' value='{done}'></progress>"
     tail = f"<span class='pg-note'>{html.escape(note)}</span>" if note else ""
-    return f"<div class='pg-stats' id='train-status-inner' data-step='{s.step}'>{spans}{bar}{tail}</div>"
+    data = "".join(f" data-{k}='{html.escape(str(v))}'" for k, v in (attrs or {}).items())
+    return f"<div class='pg-stats' id='train-status-inner' data-step='{s.step}'{data}>{spans}{bar}{tail}</div>"
 
 
 def loss_frame(run: Run | None) -> pd.DataFrame:
@@ -376,6 +380,7 @@ def _burst(run: Run, session: dict, max_steps: int | None, attn_prompt: str, lay
     it = train.train_steps(run.model, run.data, run.cfg, run.state, max_steps=max_steps)
     start, shown, t0 = run.state.step, 0.0, time.perf_counter()
     while True:
+        scheduler.pause_for_light()  # a keystroke elsewhere goes first (at most a fraction of a second)
         # One step at a time under the run's lock: after a Stop, a step still finishing in the cancelled
         # burst's thread completes before a new burst touches the same model.
         with run.lock:
@@ -393,7 +398,9 @@ def _burst(run: Run, session: dict, max_steps: int | None, attn_prompt: str, lay
             burst = (r.step - start, max_steps)
         else:
             burst = (round(time.perf_counter() - t0, 1), run.cfg.max_seconds)
-        if r.last:
+        # others wait for the slot and this turn had its share (scheduler.py): end here, without the last
+        # evaluation and sample, which would cost a waiting learner as much time again as a short turn
+        if r.last or scheduler.turn_over():
             break
         if time.perf_counter() - shown >= UI_EVERY:
             shown = time.perf_counter()
@@ -407,12 +414,15 @@ def _burst(run: Run, session: dict, max_steps: int | None, attn_prompt: str, lay
                 session,
             )
     session["trained"] = _bundle(run)
+    scheduler.end_turn()  # training done: the next learner's turn starts while the maps are drawn
     grid, labelled = attention_views(run, attn_prompt, layer)
     note = f"burst done: {run.state.step - start} steps in {time.perf_counter() - t0:.1f} s"
     if run.state.step >= run.cfg.steps:
         note += " - the schedule is complete (raise Total steps to go on)"
+    if scheduler.turn_note():
+        note += f" ({scheduler.turn_note()})"
     yield (
-        status_html(run, note, burst if run.state.step > start else None),
+        status_html(run, note, burst if run.state.step > start else None, scheduler.turn_attrs()),
         loss_frame(run),
         lr_frame(run),
         run.sample,
@@ -420,6 +430,32 @@ def _burst(run: Run, session: dict, max_steps: int | None, attn_prompt: str, lay
         labelled,
         session,
     )
+
+
+_STEP0: dict = {}  # (knobs, data, eval settings) -> the untrained model's evaluation (seeded weights: the same)
+_STEP0_LOCK = threading.Lock()
+
+
+def _step0_eval(model, d: data.TokenData, cfg: train.TrainConfig, knobs: tuple | None) -> dict | None:
+    """train.evaluate of a fresh model (None when it cannot finish in a quarter of the burst's time). The same
+    knobs give the same seeded weights (`_build`), so on a shared corpus the result is the same for every learner
+    who presses Start with them: a class of 30 with the same preset computes it once, not 30 times while the
+    others wait for their turn."""
+    limit = cfg.max_seconds / 4 if cfg.max_seconds else None
+    if knobs is None:  # the learner's own text: their own numbers
+        return train.evaluate(model, d, cfg, max_seconds=limit)
+    key = (*knobs, cfg.batch_size, cfg.eval_iters, cfg.seed, cfg.dtype, str(common.DEVICE))
+    with _STEP0_LOCK:
+        hit = _STEP0.get(key)
+    if hit is None:
+        hit = train.evaluate(model, d, cfg, max_seconds=limit)
+        if hit is None:
+            return None
+        with _STEP0_LOCK:
+            _STEP0[key] = hit
+            while len(_STEP0) > 64:
+                _STEP0.pop(next(iter(_STEP0)))
+    return dict(hit)
 
 
 @common.friendly
@@ -455,8 +491,8 @@ def start(
     model = common.register_trainable(model, "model", session)  # memory bounds: all learners, this visitor
     run = Run(model, tokenizer, d, train.new_state(model, cfg), cfg, arch, shape, source)
     # Step 0 on the curves: the untrained model, scored on the same windows as every later evaluation.
-    ev = train.evaluate(model, d, cfg, max_seconds=cfg.max_seconds / 4)  # None: too slow, no step-0 point
-    if ev is not None:
+    ev = _step0_eval(model, d, cfg, (source, arch, preset, tuple(shape.items())) if source != MY_TEXT else None)
+    if ev is not None:  # None: too slow for the burst's time, no step-0 point
         run.evals.append((0, ev["train"], ev["val"]))
     session["train_run"] = run
     session["trained"] = _bundle(run)
@@ -705,8 +741,15 @@ def build(ctx: common.TabContext) -> None:
             layer,
         ]
         outs = [status, loss_plot, lr_plot, sample, grid, labelled, ctx.session]
-        start_ev = start_btn.click(start, [ctx.session, *knobs], outs, api_name="train_start", **common.HEAVY)
-        cont_ev = cont_btn.click(resume, [ctx.session, *knobs], outs, api_name="train_continue", **common.HEAVY)
+        # bursts take fair turns (scheduler.py): round-robin over learners, the place in line shown in `status`
+        waiting = lambda note: (note, *[gr.skip()] * (len(outs) - 1))  # noqa: E731
+        fair_start, fair_resume = scheduler.fair(start, waiting), scheduler.fair(resume, waiting)
+        start_ev = start_btn.click(
+            fair_start, [ctx.session, *knobs], outs, api_name="train_start", **scheduler.TRAIN_EVENTS
+        )
+        cont_ev = cont_btn.click(
+            fair_resume, [ctx.session, *knobs], outs, api_name="train_continue", **scheduler.TRAIN_EVENTS
+        )
         stop_btn.click(
             stopped, [ctx.session], [status], cancels=[start_ev, cont_ev], api_name="train_stop", **common.LIGHT
         )

@@ -1,0 +1,197 @@
+"""Fair turns for training bursts: many learners, few training slots.
+
+A class of 30 shares one 2-core machine. Training bursts are the heavy work; if they ran first-come over bursts,
+one learner pressing Continue again and again would keep the others waiting, and 30 bursts of 30 s each would
+leave the last learner waiting a quarter of an hour. Instead:
+
+- **Round-robin over learners.** A waiting burst's priority is (turns its learner has had, arrival order): a
+  learner's first burst goes before anyone's second, and a learner's second before anyone's third.
+- **Bursts shorten when many wait.** A turn may last `target_wait / n_waiting` seconds (never less than
+  `min_turn`): with n learners waiting, the last of them starts after about `target_wait` seconds. A turn that
+  began when nobody waited is cut short too when others arrive (the caller asks `turn_over()` between steps).
+- **A place and an estimated start** for every waiting burst (`position`, `eta`), shown in the Train tab.
+
+Plain Python, no gradio: the UI adapter is `playground.ui.scheduler`. All methods are thread-safe.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+
+def _env_number(name: str, default: float, lo: float, hi: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a number, got {raw!r}") from None
+    if not lo <= value <= hi:
+        raise ValueError(f"{name} must be in [{lo}, {hi}], got {raw!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class FairConfig:
+    slots: int = 1  # bursts that train at once
+    target_wait: float = 40.0  # seconds: with n learners waiting, the last should start within about this
+    min_turn: float = 1.0  # seconds: a turn is never cut shorter than this (building + a few steps)
+
+    def __post_init__(self):
+        if self.slots < 1 or self.target_wait <= 0 or self.min_turn <= 0:
+            raise ValueError(f"bad fairness settings: {self}")
+
+    @classmethod
+    def from_env(cls) -> FairConfig:
+        """Slots: $PLAYGROUND_TRAIN_SLOTS, else one core in two for training (1 on a 2-vCPU Space: the other core
+        answers keystrokes). $PLAYGROUND_FAIR_WAIT_SECONDS and $PLAYGROUND_MIN_TURN_SECONDS set the other two."""
+        cores = os.cpu_count() or 1
+        return cls(
+            slots=int(_env_number("PLAYGROUND_TRAIN_SLOTS", max(1, cores // 2), 1, 64)),
+            target_wait=_env_number("PLAYGROUND_FAIR_WAIT_SECONDS", cls.target_wait, 1, 3600),
+            min_turn=_env_number("PLAYGROUND_MIN_TURN_SECONDS", cls.min_turn, 0.1, 3600),
+        )
+
+
+@dataclass(eq=False)
+class Ticket:
+    """One burst asking for a turn."""
+
+    learner: str
+    seq: int  # arrival order
+    enqueued_at: float
+    rounds: int = 0  # turns the learner had before this one (0: their first burst)
+    granted_at: float | None = None
+    turn: int | None = None  # the grant's serial number, server-wide (1, 2, ...)
+    done: bool = False
+    cut: bool = field(default=False)  # set when turn_over() ended the burst early
+    allowed: float = 0.0  # the turn length that ended it
+
+    @property
+    def granted(self) -> bool:
+        return self.granted_at is not None
+
+    @property
+    def waited(self) -> float:
+        """Seconds between asking and getting the turn (so far, while still waiting)."""
+        end = self.granted_at if self.granted_at is not None else time.monotonic()
+        return end - self.enqueued_at
+
+
+class FairScheduler:
+    """Turns for bursts: `enqueue` -> wait until `ticket.granted` -> train, asking `turn_over` -> `release`."""
+
+    def __init__(self, config: FairConfig | None = None, clock=time.monotonic):
+        self.config = config or FairConfig()
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._waiting: list[Ticket] = []
+        self._running: list[Ticket] = []
+        self._served: OrderedDict[str, int] = OrderedDict()  # learner -> turns granted (bounded, LRU)
+        self._seq = itertools.count(1)
+        self._turns = itertools.count(1)
+        self._avg_turn = self.config.min_turn * 2  # seconds, exponential moving average of finished turns
+        self._overrun = 0.0  # seconds a cut turn goes on past its share (its views, the answer): moving average
+
+    # ------------------------------------------------------------------------------------------ queue
+    def enqueue(self, learner: str) -> Ticket:
+        with self._lock:
+            rounds = self._served.get(learner, 0) + sum(t.learner == learner for t in self._waiting)
+            ticket = Ticket(learner, next(self._seq), self._clock(), rounds=rounds)
+            self._waiting.append(ticket)
+            self._dispatch()
+            return ticket
+
+    def release(self, ticket: Ticket) -> None:
+        """The burst ended (done, failed, stopped or abandoned while waiting): its slot goes to the next."""
+        with self._lock:
+            if ticket.done:
+                return
+            ticket.done = True
+            if ticket in self._waiting:
+                self._waiting.remove(ticket)
+            if ticket in self._running:
+                self._running.remove(ticket)
+                took = self._clock() - ticket.granted_at
+                self._avg_turn = 0.7 * self._avg_turn + 0.3 * took
+                if ticket.cut:
+                    self._overrun = 0.7 * self._overrun + 0.3 * max(0.0, took - ticket.allowed)
+            self._dispatch()
+
+    def _key(self, t: Ticket) -> tuple[int, int]:
+        return (t.rounds, t.seq)
+
+    def _dispatch(self) -> None:  # under the lock
+        while self._waiting and len(self._running) < self.config.slots:
+            nxt = min(self._waiting, key=self._key)
+            self._waiting.remove(nxt)
+            nxt.granted_at, nxt.turn = self._clock(), next(self._turns)
+            self._served[nxt.learner] = self._served.get(nxt.learner, 0) + 1
+            self._served.move_to_end(nxt.learner)
+            while len(self._served) > 10_000:
+                self._served.popitem(last=False)
+            self._running.append(nxt)
+
+    # --------------------------------------------------------------------------------------- turn length
+    def turn_length(self, n_waiting: int) -> float | None:
+        """How long a turn may last while `n_waiting` bursts wait (None: as long as it asked for): the target wait
+        shared among them, less what a cut turn still takes after its share (so that n turns fit the target)."""
+        if n_waiting <= 0:
+            return None
+        share = self.config.target_wait * self.config.slots / n_waiting
+        return max(self.config.min_turn, share - self._overrun)
+
+    def time_left(self, ticket: Ticket) -> float | None:
+        """Seconds left in this turn, given who waits now (None: no bound; 0: the turn is over)."""
+        with self._lock:
+            length = self.turn_length(len(self._waiting))
+        if length is None or ticket.granted_at is None:
+            return None
+        return max(0.0, length - (self._clock() - ticket.granted_at))
+
+    def turn_over(self, ticket: Ticket) -> bool:
+        """True when others wait and this turn has had its share: the burst should end now (and says so)."""
+        with self._lock:
+            length = self.turn_length(len(self._waiting))
+        if length is None or ticket.granted_at is None or self._clock() - ticket.granted_at < length:
+            return False
+        ticket.cut, ticket.allowed = True, length
+        return True
+
+    # ------------------------------------------------------------------------------------- what to show
+    def position(self, ticket: Ticket) -> int:
+        """0 while training; else 1 = next to start, 2 = after that one, ..."""
+        with self._lock:
+            if ticket not in self._waiting:
+                return 0
+            key = self._key(ticket)
+            return 1 + sum(self._key(t) < key for t in self._waiting)
+
+    def eta(self, ticket: Ticket) -> float:
+        """Estimated seconds until this burst starts: what the running turns have left, then one turn each for
+        those ahead, each as long as the recent average (or the turns now allowed, if shorter). A running turn
+        past the average may still go on to the allowed length: half of what it may still take is counted."""
+        pos = self.position(ticket)
+        if pos == 0:
+            return 0.0
+        with self._lock:
+            cap = self.turn_length(len(self._waiting)) or self._avg_turn
+            length = min(cap + self._overrun, max(self._avg_turn, self.config.min_turn))
+            now = self._clock()
+            left = sorted(
+                max(length - (now - t.granted_at), (cap - (now - t.granted_at)) / 2, 0.0) for t in self._running
+            )
+            slots = self.config.slots
+        first = left[0] if len(left) >= slots else 0.0
+        return first + (pos - 1) * length / slots
+
+    def snapshot(self) -> dict:
+        with self._lock:
+            return {"waiting": len(self._waiting), "running": len(self._running), "slots": self.config.slots,
+                    "avg_turn_s": round(self._avg_turn, 2)}  # fmt: skip

@@ -27,6 +27,7 @@ import torch.nn as nn
 
 from playground import CHECKPOINTS
 from playground.gpt import GPT, GPTConfig
+from playground.hub import hub_offline, parse_hub_id
 from playground.limits import LIMITS
 from playground.llama import LlamaConfig, Transformer
 from playground.models import count_params
@@ -57,7 +58,6 @@ WEIGHTS_INDEX = "model.safetensors.index.json"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 # what snapshot_download may fetch: configs, safetensors weights, tokenizer files; never pickles
 HUB_ALLOW = ["*.json", "*.safetensors", "tokenizer.model", "*.txt", "*.jinja"]
-HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}(@[A-Za-z0-9][\w./-]{0,99})?$")
 
 # Our Llama parameter names -> Hugging Face LlamaForCausalLM names ({i}: the layer). The one place they meet.
 HF_LLAMA_NAMES = {
@@ -507,21 +507,6 @@ def check_source(source, allow_local: bool | None = None, extra_names: tuple[str
 
 
 # ---------------------------------------------------------------------------------------- Hugging Face Hub
-def parse_hub_id(text: str) -> tuple[str, str | None]:
-    """'org/name' or 'org/name@revision' -> (repo, revision); anything else (URLs, '..', spaces) -> ValueError."""
-    if not HUB_ID.match(text) or ".." in text or "//" in text:
-        raise ValueError(f"{text!r} is not a bundled name, a folder, or a Hub id like 'org/name' or 'org/name@rev'")
-    repo, _, revision = text.partition("@")
-    return repo, revision or None
-
-
-def hub_offline() -> bool:
-    from huggingface_hub import constants
-
-    flag = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
-    return flag or bool(constants.HF_HUB_OFFLINE)
-
-
 def hub_cache_dir() -> str:
     """The Hugging Face cache, read from the environment NOW (huggingface_hub reads it once at import)."""
     from huggingface_hub import constants

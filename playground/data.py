@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -28,6 +27,8 @@ import numpy as np
 import torch
 
 from playground import ASSETS, CHECKPOINTS
+from playground.checkpoints import atomic_write
+from playground.hub import hub_offline
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +157,7 @@ def _text_fingerprint(text: str) -> str:
 
 
 def _cached_ids(path: Path, make: Callable[[], torch.Tensor]) -> torch.Tensor:
-    """Load the ids at `path` (.npy), or make them and write the file atomically (temp file + os.replace)."""
+    """Load the ids at `path` (.npy), or make them and write the file atomically (checkpoints.atomic_write)."""
     if path.exists():
         try:
             return torch.from_numpy(np.load(path, allow_pickle=False).astype(np.int64))
@@ -168,13 +169,15 @@ def _cached_ids(path: Path, make: Callable[[], torch.Tensor]) -> torch.Tensor:
     array = ids.numpy().astype(np.uint16 if small else np.int32)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, array, allow_pickle=False)
-        os.replace(tmp, path)
+        atomic_write(path, lambda tmp: _save_npy(tmp, array))
     except OSError as exc:  # a read-only disk only costs the next run an encode
         log.warning("could not write token cache %s (%s)", path, exc)
     return ids
+
+
+def _save_npy(path: str, array: np.ndarray) -> None:
+    with open(path, "wb") as f:  # a file object: np.save given a name would append ".npy" to it
+        np.save(f, array, allow_pickle=False)
 
 
 _CORPUS_LOCK = threading.Lock()
@@ -326,7 +329,7 @@ def _looks_like_hub_id(source: str) -> bool:
 def _load_hub_dataset(name: str):
     import datasets
 
-    if os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_DATASETS_OFFLINE") == "1":
+    if hub_offline() or os.environ.get("HF_DATASETS_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
         raise ValueError(
             f"{name!r} is a Hub dataset, but this machine is offline (HF_HUB_OFFLINE=1). Use the bundled "
             f"preference data ({', '.join(PREFERENCE_FILES)}) or a local .jsonl file in either shape."

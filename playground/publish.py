@@ -18,7 +18,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from playground import checkpoints
+from playground import checkpoints, hub
 
 UPLOAD_FILES = (
     "config.json", "generation_config.json", checkpoints.WEIGHTS, checkpoints.WEIGHTS_INDEX, "tokenizer.model",
@@ -59,7 +59,7 @@ def card_data(info: dict, repo_id: str, license: str, datasets: list[str], base_
         # a bundled base (llama-base) is published beside this one, under the same owner
         base_model = base if "/" in base else f"{repo_id.split('/')[0]}/{base}"
     if base_model:
-        checkpoints.parse_hub_id(base_model)
+        hub.parse_hub_id(base_model)
     return ModelCardData(
         license=license,
         datasets=list(datasets) or None,
@@ -117,7 +117,7 @@ def card_text(folder: Path, info: dict, repo_id: str, data) -> str:
 
 def stage(source: str, out: Path, repo_id: str, license: str = "mit", datasets=(), base_model=None) -> list[str]:
     """Write exactly what would be uploaded into the empty folder `out`; returns the file names."""
-    checkpoints.parse_hub_id(repo_id)
+    hub.parse_hub_id(repo_id)
     if "@" in repo_id:
         raise ValueError("give the revision with --revision, not in --repo-id")
     folder = source_folder(source)

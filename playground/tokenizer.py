@@ -31,6 +31,7 @@ from datetime import datetime
 from pathlib import Path
 
 from playground import CHECKPOINTS
+from playground.hub import hub_offline, is_hub_id
 
 log = logging.getLogger(__name__)
 
@@ -501,7 +502,6 @@ class SentencePieceTokenizer(Tokenizer):
 
 
 # ------------------------------------------------------------------------------------- transformers
-HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(@[\w./-]+)?$")
 
 
 class HFTokenizer(Tokenizer):
@@ -529,9 +529,9 @@ class HFTokenizer(Tokenizer):
 
         is_dir = Path(source).is_dir()
         repo, _, revision = source.partition("@")
-        if not is_dir and not HUB_ID.match(source):
+        if not is_dir and not is_hub_id(source):
             raise ValueError(f"{source!r} is neither a folder nor a Hub id like 'org/name' or 'org/name@revision'")
-        offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+        offline = hub_offline()
         try:
             # Local files first: instant when cached, and never touches the network.
             hf = AutoTokenizer.from_pretrained(

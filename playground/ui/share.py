@@ -27,13 +27,13 @@ from urllib.parse import parse_qsl
 
 import gradio as gr
 
+from playground.hub import is_hub_id
 from playground.ui import common
 
 log = logging.getLogger(__name__)
 
 TAB_IDS = ("start", "tokenize", "cross_entropy", "train", "sample", "compare", "orpo")
 LINK_TEXT_CHARS = 4000  # text carried in a link (URLs much longer than this break in mail clients and chats)
-HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(@[\w./-]+)?$")  # org/name[@rev]: a Hub id, never a local path
 TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
 
 # Demo presets for a live class: label -> the query string a link to it would carry.
@@ -134,7 +134,7 @@ def _choice(component, raw: str) -> str:
     if raw in values:
         return raw
     # a model picker also takes a Hub id (loaded only when the learner presses a button), never a local path
-    if getattr(component, "allow_custom_value", False) and HUB_ID.match(raw) and ".." not in raw:
+    if getattr(component, "allow_custom_value", False) and is_hub_id(raw):
         return raw
     raise ValueError(f"{raw!r} is not one of {values}")
 

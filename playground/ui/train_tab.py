@@ -328,7 +328,6 @@ def _png(img: Image.Image) -> str:
     """
     import hashlib
     import io
-    import os
 
     buf = io.BytesIO()
     img.save(buf, format="PNG")
@@ -336,10 +335,7 @@ def _png(img: Image.Image) -> str:
     _PNG_DIR.mkdir(parents=True, exist_ok=True)
     path = _PNG_DIR / f"{hashlib.sha256(data).hexdigest()[:32]}.png"
     if not path.exists():
-        fd, tmp = tempfile.mkstemp(dir=_PNG_DIR, suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
+        checkpoints.atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
     return str(path)
 
 

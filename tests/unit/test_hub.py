@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from playground import checkpoints
+from playground import checkpoints, hub
 from tests.unit._tiny import VOCAB, hf_llama, tiny_tokenizer
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
@@ -59,11 +59,11 @@ def test_bad_ids_are_refused(bad):
 
 
 def test_parse_hub_id():
-    assert checkpoints.parse_hub_id("HuggingFaceTB/SmolLM2-135M-Instruct") == (
+    assert hub.parse_hub_id("HuggingFaceTB/SmolLM2-135M-Instruct") == (
         "HuggingFaceTB/SmolLM2-135M-Instruct",
         None,
     )
-    assert checkpoints.parse_hub_id("org/name@v1.0") == ("org/name", "v1.0")
+    assert hub.parse_hub_id("org/name@v1.0") == ("org/name", "v1.0")
 
 
 def test_corrupt_cached_weights_are_a_clear_error(tmp_path):

@@ -74,14 +74,17 @@ def lesson(name: str, open: bool = True) -> gr.Accordion:
 
 
 # ----------------------------------------------------------------------------------------------- errors
-USER_ERRORS = (ValueError, FileNotFoundError, PermissionError, KeyError, OSError, RuntimeError)
+# Input errors: `playground.*` raises ValueError (or a subclass) with a message written for people, naming the
+# bad value. Anything else (RuntimeError, KeyError, OSError, ...) is a bug or a server problem: it is logged with
+# its traceback and the learner is told so, instead of being shown as if their input were wrong.
+USER_ERRORS = (ValueError,)
 
 
 def friendly(fn):
     """Turn bad-input errors raised by `playground.*` into a `gr.Error` the learner reads in the UI.
 
-    ValueError and friends carry a message written for people; anything else is logged with its stack
-    trace server-side and shown as a short apology, never as a trace.
+    ValueError carries a message written for people; anything else is logged with its stack trace server-side
+    and shown as an internal error, never as a trace.
     """
 
     def _raise(exc: BaseException):
@@ -89,8 +92,11 @@ def friendly(fn):
             raise exc
         if isinstance(exc, USER_ERRORS):
             raise gr.Error(_message(exc)) from exc
-        log.exception("unexpected error in %s", fn.__name__)
-        raise gr.Error(f"Something went wrong ({type(exc).__name__}). The server keeps running; try again.") from exc
+        log.error("internal error in %s", fn.__name__, exc_info=exc)
+        raise gr.Error(
+            f"Internal error ({type(exc).__name__}): a bug on our side, not your input. It is logged; the server "
+            "keeps running, so try again or try other values."
+        ) from exc
 
     if _is_generator(fn):
 

@@ -29,7 +29,7 @@ TEXTS = {  # name -> (text, must it fail?) for text boxes that require text
     "control": ("tab\there\x00nul\x07bell\x1b[31mansi\r\n\u200b\ufeff end", False),
     "emoji-cjk-rtl": ("🚀🧪 東京で 日本語 שלום עולם مرحبا \u202eevil\u202c ok", False),
 }
-TRACE = re.compile(r"Traceback|File \"|line \d+, in|Something went wrong")
+TRACE = re.compile(r"Traceback|File \"|line \d+, in|Something went wrong|Internal error")
 
 # ------------------------------------------------------------------------------ every endpoint's inputs
 # api -> (base arguments, {index: input label}) for text boxes, numbers and model/tokenizer pickers

@@ -18,6 +18,7 @@ resume, bf16 autocast and torch.compile. Saved runs are safetensors + JSON only 
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import logging
 import math
@@ -163,7 +164,7 @@ class StepLog:
     lr: float
     grad_norm: float | None
     tokens_seen: int  # training tokens over the whole run
-    tokens_per_s: float  # training throughput of this call (evaluation time excluded)
+    tokens_per_s: float  # recent training throughput: over the last RATE_WINDOW steps of this call, evaluation excluded
     elapsed: float  # wall seconds of this call so far, evaluation included
     train_loss: float | None = None
     val_loss: float | None = None
@@ -232,6 +233,22 @@ def sample_text(model: nn.Module, tokenizer, prompt: str, n_tokens: int, seed: i
 
 
 # ------------------------------------------------------------------------------------------ the loop
+RATE_WINDOW = 20  # steps over which the logged throughput is measured: a first step's compile is soon forgotten
+
+
+class _Rate:
+    """Tokens per second over the last RATE_WINDOW steps of training time (evaluation excluded), so the figure
+    shows the speed now, not an average that still carries a first step's compilation or warm-up."""
+
+    def __init__(self):
+        self.points: collections.deque[tuple[float, int]] = collections.deque([(0.0, 0)], maxlen=RATE_WINDOW + 1)
+
+    def add(self, train_seconds: float, tokens: int) -> float:
+        self.points.append((train_seconds, tokens))
+        (t0, n0), (t1, n1) = self.points[0], self.points[-1]
+        return (n1 - n0) / max(t1 - t0, 1e-9)
+
+
 def train_steps(
     model: nn.Module,
     data: TokenData,
@@ -258,7 +275,7 @@ def train_steps(
     forward = _forward_fn(model, cfg, state)
     tokens_per_step = cfg.batch_size * context
     model.train()
-    t0, eval_seconds, call_tokens, counted = time.perf_counter(), 0.0, 0, 0.0
+    t0, eval_seconds, call_tokens, counted, rate = time.perf_counter(), 0.0, 0, 0.0, _Rate()
     end = cfg.steps if max_steps is None else min(cfg.steps, state.step + max_steps)
     step_at, eval_at = _deadlines(cfg, t0)
     while state.step < end:
@@ -272,7 +289,7 @@ def train_steps(
             state.optimizer.zero_grad(set_to_none=True)
             elapsed = time.perf_counter() - t0
             yield StepLog(state.step, None, lr_at(state.step, cfg), None, state.tokens_seen,
-                          call_tokens / max(elapsed - eval_seconds, 1e-9), elapsed, last=True)
+                          rate.add(elapsed - eval_seconds, call_tokens), elapsed, last=True)
             return
         step_seconds = time.perf_counter() - t_step
         state.step += 1
@@ -294,7 +311,7 @@ def train_steps(
             lr=lr,
             grad_norm=norm.item() if read else None,
             tokens_seen=state.tokens_seen,
-            tokens_per_s=call_tokens / max(elapsed - eval_seconds, 1e-9),
+            tokens_per_s=rate.add(elapsed - eval_seconds, call_tokens),
             elapsed=elapsed,
             last=last,
         )

@@ -251,3 +251,15 @@ def test_cli_trains_saves_and_resumes(tmp_path):
     assert train.cli(["--resume", str(out), "--steps", "7", "--out", str(out), *common]) == 0
     log = json.loads((out / "train_log.json").read_text())
     assert log["step"] == 7 and [e["step"] for e in log["evals"]] == [2, 4, 5, 6, 7]
+
+
+def test_logged_throughput_is_recent_not_a_cumulative_average():
+    # a first step that takes 30 s (compiling), then steps of 0.1 s of 1,000 tokens each: once the first step
+    # has left the window, the figure is the speed now (10,000 tok/s), not the average since the start
+    rate, t, n = train._Rate(), 30.0, 1000
+    assert rate.add(t, n) == pytest.approx(1000 / 30)
+    for _ in range(train.RATE_WINDOW):
+        t, n = t + 0.1, n + 1000
+        figure = rate.add(t, n)
+    assert figure == pytest.approx(10_000)
+    assert n / t < 700  # what a cumulative average would still show

@@ -753,7 +753,7 @@ class _Reporter:
         self.meta = {"arch": arch, "preset": preset, "corpus": corpus, "device": devices.describe(device)}
         self.meta["params"] = sum(p.numel() for p in model.parameters())
         self.meta["model_config"] = asdict(model.config)
-        self.history: dict[str, list] = {"losses": [], "evals": []}
+        self.history: dict[str, list] = {"losses": [], "evals": [], "rates": []}  # rates: [step, recent tok/s]
         self.bar = None
         self.t0 = time.perf_counter()
 
@@ -787,6 +787,7 @@ class _Reporter:
         self.bar.update(1)
         if r.loss is not None:
             self.history["losses"].append([r.step, round(r.loss, 5), r.lr])
+            self.history["rates"].append([r.step, round(r.tokens_per_s)])
             self.bar.set_postfix(loss=f"{r.loss:.3f}", lr=f"{r.lr:.2e}", tok_s=f"{r.tokens_per_s:,.0f}")
         if r.val_loss is not None:
             self.history["evals"].append(

@@ -24,10 +24,10 @@ run() { local gpu=$1 name=$2; shift 2; CUDA_VISIBLE_DEVICES=$gpu python -m playg
   --out "runs/$name" > "$OUT/$name.log" 2>&1 & }
 run $gpt_gpu gpt-a $gpt --dropout 0.1 --weight-decay 0.01 --steps 6000
 run $gpt_gpu gpt-b $gpt --dropout 0.2 --weight-decay 0.1 --steps 7000
-run $gpt_gpu gpt-c $gpt --dropout 0.3 --weight-decay 0.1 --steps 8000
+run $gpt_gpu gpt-c $gpt --dropout 0.3 --weight-decay 0.1 --steps 7000
 run $llama_gpu llama-a $llama --dropout 0.1 --weight-decay 0.01 --steps 4000
 run $llama_gpu llama-b $llama --dropout 0.2 --weight-decay 0.1 --steps 5000
-run $llama_gpu llama-c $llama --dropout 0.3 --weight-decay 0.1 --steps 6000
+run $llama_gpu llama-c $llama --dropout 0.3 --weight-decay 0.1 --steps 5500
 wait
 for r in gpt-a gpt-b gpt-c llama-a llama-b llama-c; do echo "== $r"; tr '\r' '\n' < "$OUT/$r.log" \
   | grep -E "step [0-9]+: train|final|training|rror|Traceback" | tail -6; done

@@ -276,8 +276,12 @@ PREFERENCE_FILES = {
     "chatterbot": PREFERENCES_DIR / "chatterbot_qa.jsonl",  # questions and answers, turned into pairs below
     "bigbench": PREFERENCES_DIR / "bigbench_pairs.jsonl",  # ready-made pairs (helpful/honest/harmless, right/wrong)
 }
-DEFAULT_PREFERENCES = "chatterbot,bigbench"
+# "choices" is built from bigbench_pairs.jsonl by `choice_pairs` (no file of its own): the multiple-choice questions
+# with their options written into the prompt, so that "answer with one of the offered options" is something the
+# prompt itself shows, which a 5M-parameter model can learn (knowing WHICH option is right it mostly cannot).
+DEFAULT_PREFERENCES = "chatterbot,choices"
 PAIR_KINDS = ("both", "mismatch", "runon")
+CHOICE_SPLIT = (0.05, 1337)  # the align command's default (val_fraction, seed): a question's side stays put
 
 
 def load_preferences(source: str = DEFAULT_PREFERENCES, pair_kind: str = "both", seed: int = 0):
@@ -298,6 +302,8 @@ def load_preferences(source: str = DEFAULT_PREFERENCES, pair_kind: str = "both",
 def _load_one_preference_source(source: str, pair_kind: str, seed: int):
     if source == "chatterbot":
         return chatterbot_pairs(PREFERENCE_FILES["chatterbot"], kind=pair_kind, seed=seed)
+    if source == "choices":
+        return choice_pairs(seed=seed)
     path = PREFERENCE_FILES.get(source) or Path(source).expanduser()
     if path.is_file():
         raw = _read_json_lines(path)
@@ -433,6 +439,72 @@ def _pick_other(rows: list[dict], rng: np.random.Generator, ok: Callable[[dict],
         if j != avoid and ok(rows[j]):
             return rows[j]
     raise ValueError("could not find a different row to pair with: the data has a single category or question")
+
+
+def choice_prompt(question: str, options: list[str]) -> str:
+    """A multiple-choice question with its options in the text, as the "choices" pairs and the demo show it."""
+    return question.strip() + "\nOptions:\n" + "\n".join(f"- {o}" for o in options)
+
+
+def choice_questions(path: Path = PREFERENCE_FILES["bigbench"], split: tuple[float, int] = CHOICE_SPLIT) -> list[dict]:
+    """The multiple-choice questions behind bigbench_pairs.jsonl: {question, options, answer, prompt, source,
+    held_out}. A question's options are its right answer and every wrong answer paired with it in the file, in an
+    order fixed by a hash (so the right one is not always first). hhh_alignment rows (replies, not options) are left
+    out. `held_out` is the side `split_preferences` puts the prompt with options on. A question whose bare prompt is
+    held out of the bigbench pairs is dropped unless its prompt with options is held out too, so nothing the
+    bigbench held-out figure scores is trained on here.
+    Plain JSON reading (no `datasets`): the app lists held-out questions from it at start-up."""
+    import json
+
+    val_fraction, seed = split
+    groups: dict[tuple[str, str], dict] = {}
+    with Path(path).open(encoding="utf-8") as f:
+        for line in f:
+            if not line.strip():
+                continue
+            r = json.loads(line)
+            if r["source"].startswith("bigbench/hhh") or not r["prompt"].strip():
+                continue
+            g = groups.setdefault((r["source"], r["prompt"]), {"answer": r["chosen"].strip(), "wrong": []})
+            wrong = r["rejected"].strip()
+            if g["answer"] == r["chosen"].strip() and wrong and wrong not in g["wrong"] and wrong != g["answer"]:
+                g["wrong"].append(wrong)
+    out = []
+    for (source, question), g in groups.items():
+        if not g["wrong"] or not g["answer"]:
+            continue
+        options = sorted([g["answer"], *g["wrong"]],
+                         key=lambda o, q=question: hashlib.sha256(f"{q}|{o}".encode()).hexdigest())
+        prompt = choice_prompt(question, options)
+        held = is_held_out(prompt, val_fraction, seed)
+        if is_held_out(question, val_fraction, seed) and not held:
+            continue
+        out.append({"question": question, "options": options, "answer": g["answer"], "prompt": prompt,
+                    "source": source, "held_out": held})
+    return out
+
+
+def choice_pairs(path: Path = PREFERENCE_FILES["bigbench"], seed: int = 0):
+    """Preference pairs from `choice_questions`; chosen is always the right option. rejected:
+      "choices/offtopic": an option of ANOTHER question (fluent but not one of those offered): teaches the model to
+                          answer with one of the options in the prompt;
+      "choices/runon":    the right option running on into another question, as a base model runs on: teaches it to
+                          stop (end-of-sequence) after the option.
+    """
+    import datasets
+
+    questions = choice_questions(path)
+    rng = np.random.default_rng(seed)
+    pairs = []
+    for i, q in enumerate(questions):
+        prompt = [{"role": "user", "content": q["prompt"]}]
+        chosen = [{"role": "assistant", "content": q["answer"]}]
+        other = _pick_other(questions, rng, lambda r, q=q: not set(r["options"]) & set(q["options"]), avoid=i)
+        pairs.append(_pair(prompt, chosen, other["options"][int(rng.integers(len(other["options"])))],
+                           "choices/offtopic"))
+        nxt = _pick_other(questions, rng, lambda r, q=q: r["question"] != q["question"], avoid=i)
+        pairs.append(_pair(prompt, chosen, f"{q['answer']}\n{nxt['question']}", "choices/runon"))
+    return datasets.Dataset.from_list(pairs)
 
 
 def _pair(prompt: list[dict], chosen: list[dict], rejected: str, source: str) -> dict:

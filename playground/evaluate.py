@@ -1,10 +1,13 @@
 """`python -m playground eval`: the figures that the bundled checkpoints' model cards and issue targets quote.
 
-- Validation loss (nats/token) on the held-out split: the last 5% of each shipped corpus file, scored in full
+- Validation loss (nats/token, and bits per UTF-8 byte, which compares models with different tokenizers) on the
+  held-out split: the last 5% of each shipped corpus file, scored in full
   (consecutive non-overlapping windows of the model's context, every held-out token counted once), not on a
   random sample, so the figure is exact and repeatable.
 - Preference figures on held-out pairs (the same split as `python -m playground align` with the same seed):
-  mean log odds ratio, accuracy (share of pairs whose chosen reply has the higher average log-prob).
+  mean log odds ratio, accuracy (share of pairs whose chosen reply has the higher average log-prob), on the align
+  command's default data (chatterbot + choices: relevance, stopping, answering with an offered option) and, apart,
+  on the bigbench right-vs-wrong pairs (knowing the answer), which a 5M-parameter model mostly cannot do.
 - End-of-sequence rate: on held-out prompts in the chat template, the share of greedy answers that end with
   eos within 64 new tokens (an aligned model answers and stops; a base model runs on).
 """
@@ -29,11 +32,13 @@ log = logging.getLogger(__name__)
 
 @torch.no_grad()
 def heldout_loss(model: nn.Module, ids: torch.Tensor, context: int, batch_size: int = 32,
-                 max_tokens: int | None = None) -> dict:
+                 max_tokens: int | None = None, tokenizer=None) -> dict:
     """Mean cross-entropy over every target of `ids` (1-D) in consecutive windows of `context` tokens.
 
     Each window predicts its tokens 1..T from 0..T-1; windows overlap by one token so that every token after
-    the first is a target exactly once. Returns nats/token, perplexity and the number of targets.
+    the first is a target exactly once. Returns nats/token, perplexity and the number of targets; with the
+    `tokenizer`, also bits per UTF-8 byte of the scored text (see `target_bytes`), which compares models
+    whatever their tokenizers: the same text costs the same bytes, not the same tokens.
     """
     if max_tokens is not None:
         ids = ids[: max_tokens + 1]
@@ -58,10 +63,25 @@ def heldout_loss(model: nn.Module, ids: torch.Tensor, context: int, batch_size: 
                 y = ids[s + 1: n_targets + 1].unsqueeze(0).to(device)  # (1, t)
                 total += F.cross_entropy(model(x).float().flatten(0, 1), y.flatten(), reduction="sum").double()
     loss = float(total) / n_targets
-    return {"val_loss": loss, "perplexity": math.exp(loss), "targets": n_targets, "context": context}
+    out = {"val_loss": loss, "perplexity": math.exp(loss), "targets": n_targets, "context": context}
+    if tokenizer is not None:
+        n_bytes = target_bytes(tokenizer, ids[: n_targets + 1])
+        out |= {"bytes": n_bytes, "bits_per_byte": float(total) / math.log(2) / n_bytes,
+                "bytes_per_token": n_bytes / n_targets}
+    return out
 
 
-def preference_rows(tokenizer, data: str = "chatterbot,bigbench"):
+def target_bytes(tokenizer, ids: torch.Tensor) -> int:
+    """UTF-8 bytes of the text that the targets ids[1:] spell: the whole decoded text less the first token's."""
+    ids = [int(i) for i in ids]
+    whole = len(tokenizer.decode(ids).encode("utf-8"))
+    return whole - len(tokenizer.decode(ids[:1]).encode("utf-8"))
+
+
+KNOWLEDGE_PAIRS = "bigbench"  # right vs wrong answer, no options in the prompt: knowing facts, beyond a 5M model
+
+
+def preference_rows(tokenizer, data: str = "chatterbot,choices"):
     """The held-out tokenized pairs of the align command's split (same defaults, same seed)."""
     from playground.orpo import ORPOConfig, prepare_data
 
@@ -93,17 +113,19 @@ def evaluate(names: list[str], device: str = "cpu", max_val_tokens: int | None =
 
     dev = devices.pick_device(device)
     results: dict[str, dict] = {}
-    val_rows = None
+    val_rows = knowledge_rows = None
     for name in names:
         t0 = time.perf_counter()
         bundle = checkpoints.load(name, device=str(dev))
         model, tok = bundle.model, bundle.tokenizer
         res: dict = {"params": count_params(model), "arch": bundle.info.get("arch")}
         ids = data.corpus_data("all", tok).val
-        res |= heldout_loss(model, ids, require_context(model), max_tokens=max_val_tokens)
+        res |= heldout_loss(model, ids, require_context(model), max_tokens=max_val_tokens, tokenizer=tok)
         if pairs and bundle.info.get("arch") == "llama":
             val_rows = val_rows if val_rows is not None else preference_rows(tok)
             res["pairs"] = orpo.evaluate_pairs(model, val_rows, tok.pad_id, lam=orpo.COURSE_LAMBDA)
+            knowledge_rows = knowledge_rows if knowledge_rows is not None else preference_rows(tok, KNOWLEDGE_PAIRS)
+            res["pairs_bigbench"] = orpo.evaluate_pairs(model, knowledge_rows, tok.pad_id, lam=orpo.COURSE_LAMBDA)
             res["eos"] = eos_rate(model, tok, val_rows, n_prompts)
         res["seconds"] = round(time.perf_counter() - t0, 1)
         log.info("%s: %s", name, {k: v for k, v in res.items() if k != "eos"})
@@ -112,13 +134,15 @@ def evaluate(names: list[str], device: str = "cpu", max_val_tokens: int | None =
 
 
 def markdown(results: dict) -> str:
-    rows = ["| model | params | val loss (nats/token) | perplexity | held-out log odds ratio | pref. accuracy | "
-            "eos within 64 |", "|---|---|---|---|---|---|---|"]
+    rows = ["| model | params | val loss (nats/token) | bits/byte | perplexity | held-out log odds ratio | "
+            "pref. accuracy | right answer (bigbench pairs) | eos within 64 |", "|---|---|---|---|---|---|---|---|---|"]
     for name, r in results.items():
         p, e = r.get("pairs"), r.get("eos")
+        bpb = f"{r['bits_per_byte']:.3f}" if "bits_per_byte" in r else "-"
         rows.append(
-            f"| {name} | {r['params'] / 1e6:.2f}M | {r['val_loss']:.3f} | {r['perplexity']:.1f} | "
+            f"| {name} | {r['params'] / 1e6:.2f}M | {r['val_loss']:.3f} | {bpb} | {r['perplexity']:.1f} | "
             + (f"{p['log_odds_ratio']:+.3f} | {p['accuracy']:.1%} | " if p else "- | - | ")
+            + (f"{r['pairs_bigbench']['accuracy']:.1%} | " if r.get("pairs_bigbench") else "- | ")
             + (f"{e['eos_rate']:.0%} of {e['prompts']} |" if e else "- |")
         )
     return "\n".join(rows)

@@ -543,7 +543,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Align a checkpoint with ORPO on preference pairs (L = NLL(chosen) + lam * L_OR). Writes a checkpoint, "
         "train_log.json and a model card to --out."))
     p.add_argument("--base", required=True, help="checkpoint to align: bundled name, folder, or Hub id")
-    p.add_argument("--data", default="chatterbot,bigbench",
+    p.add_argument("--data", default="chatterbot,choices",
                    help="preference data: bundled names (chatterbot, bigbench), .jsonl files, Hub ids; comma-separated")
     p.add_argument("--out", required=True, help="folder for the aligned checkpoint")
     p.add_argument("--steps", type=int, default=d.steps, help="optimizer steps")

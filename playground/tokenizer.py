@@ -45,12 +45,16 @@ MODEL_TYPES = ("bpe", "unigram", "char", "word")
 # eats newlines after `%}` tags, so those became stray newlines after each eos_token (and the generation prompt
 # only got its `\n` by accident). This one has no literal text outside the expressions, so it renders the same
 # with or without trim_blocks. Unknown roles are an error rather than silently dropped.
+# Role tokens are unforgeable: a message's content cannot contain `<|user|>`, `</s>` & co. as such, because the
+# template puts a WORD JOINER (U+2060, invisible) after their `<`, so what a user types stays text in every
+# encoder that renders this template (ours, and transformers' apply_chat_template with its defaults).
 CHAT_TEMPLATE = (
     "{% for message in messages %}"
     "{% if message['role'] not in ['system', 'user', 'assistant'] %}"
     "{{ raise_exception('Unknown role: ' + message['role'] + ' (use system, user or assistant)') }}"
     "{% endif %}"
-    "{{ '<|' + message['role'] + '|>\n' + message['content'] + eos_token }}"
+    "{{ '<|' + message['role'] + '|>\n' + (message['content'] | replace('<|', '<\u2060|') | replace('</s>', "
+    "'<\u2060/s>') | replace('<s>', '<\u2060s>') | replace('<unk>', '<\u2060unk>')) + eos_token }}"
     "{% endfor %}"
     "{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% endif %}"
 )
@@ -73,8 +77,32 @@ COURSE_SETTINGS: dict = {
 # - num_threads=1 and a fixed seed: same text + settings = byte-identical model file.
 # - max_sentence_length: lines longer than this many bytes are skipped by SentencePiece, so we cut long lines
 #   (a State of the Union address is one line) at sentence ends first; see `training_sentences`.
-PLAYGROUND_SETTINGS: dict = {"remove_extra_whitespaces": False, "num_threads": 1, "max_sentence_length": 4192}
+# - add_dummy_prefix=False: SentencePiece's default prepends a space ("▁") to every encoded string, even one that
+#   starts with a space (" a" -> "▁", "▁a"), which transformers' tokenizers (Metaspace) do not do, so the two
+#   disagreed on leading spaces. Without it text encodes the same wherever it is cut, a chunk of corpus lines
+#   or a prompt, and decode(encode(text)) == text still holds (the first word simply has no "▁", as in GPT-2).
+PLAYGROUND_SETTINGS: dict = {
+    "remove_extra_whitespaces": False,
+    "add_dummy_prefix": False,
+    "num_threads": 1,
+    "max_sentence_length": 4192,
+}
 SEED = 1234
+
+# The bundled tokenizer's preset: every character in the training text gets a piece (character_coverage=1.0)
+# and so does every printable ASCII character and common punctuation, even those the corpus lacks (`#`, `<`,
+# `{`, `~`, curly quotes), so code, maths and chat text never fall back to bytes. The course's 0.995 leaves the
+# rarest characters out (digits 2-9, `!`, `?`, capitals such as P): they encode as byte pieces and cannot merge.
+# (U+2060, the WORD JOINER that defuses special-token strings in chat messages, gets a piece too.)
+REQUIRED_CHARS = "".join(chr(c) for c in range(0x21, 0x7F)) + (
+    "\u2014\u2013\u2018\u2019\u201c\u201d\u2026\u00b0\u00a3\u20ac\u2022\u00e9\u2060"
+)
+PRINTABLE_ASCII = " " + "".join(chr(c) for c in range(0x21, 0x7F))
+PRESETS: dict[str, dict] = {
+    "course": {},  # COURSE_SETTINGS exactly (character_coverage=0.995)
+    "full": {"character_coverage": 1.0, "required_chars": REQUIRED_CHARS},
+}
+BUNDLED_PRESET = "full"
 
 
 # --------------------------------------------------------------------------------------- the interface
@@ -131,7 +159,18 @@ class Tokenizer(ABC):
         return [self.id_to_piece(i) for i in self.encode(text)]
 
     def render_chat(self, messages: list[dict], add_generation_prompt: bool = False) -> str:
-        """The chat as text, through this tokenizer's template (ours when it has none)."""
+        """The chat as text, through this tokenizer's template (ours when it has none).
+
+        Special-token strings inside a message's content (a user typing `<|assistant|>`) are defused first, so
+        only the template itself can write a role or end-of-turn token, whatever the template (see `defuse`).
+        """
+        if isinstance(messages, list):
+            messages = [
+                {**m, "content": defuse(m["content"], self.special_tokens)}
+                if isinstance(m, dict) and isinstance(m.get("content"), str)
+                else m
+                for m in messages
+            ]
         return render_chat_template(
             self.chat_template or CHAT_TEMPLATE,
             messages,
@@ -173,6 +212,21 @@ def split_on_specials(text: str, specials: dict[str, int]) -> list[str | int]:
         elif part:
             out.append(part)
     return out
+
+
+WORD_JOINER = "\u2060"  # invisible; what defuse() puts after the first character of a special-token string
+
+
+def defuse(text: str, specials: dict[str, int] | Sequence[str]) -> str:
+    """`text` with every special-token string in it broken by a WORD JOINER after its first character.
+
+    The result renders the same on screen but can no longer be read as the special token by any encoder, ours or
+    transformers', so text a user types cannot forge a chat turn (`<|assistant|>`) or end one (`</s>`).
+    """
+    for s in sorted(specials, key=len, reverse=True):
+        if len(s) > 1 and s in text:
+            text = text.replace(s, s[0] + WORD_JOINER + s[1:])
+    return text
 
 
 def render_chat_template(template: str, messages: list[dict], add_generation_prompt: bool = False, **tokens) -> str:
@@ -309,10 +363,12 @@ def trainer_settings(model_proto: bytes) -> dict:
         26: "allow_whitespace_only_pieces",
         35: "byte_fallback",
         44: "unk_surface",
+        30: "control_symbols",
         31: "user_defined_symbols",
+        36: "required_chars",
     }
     model_types = {1: "unigram", 2: "bpe", 3: "word", 4: "char"}
-    out: dict = {"user_defined_symbols": []}
+    out: dict = {"control_symbols": [], "user_defined_symbols": [], "add_dummy_prefix": True}
     for number, _, value in proto_fields(model_proto):
         if number == 2:
             for n, w, v in proto_fields(value):
@@ -326,14 +382,16 @@ def trainer_settings(model_proto: bytes) -> dict:
                     v = model_types.get(v, v)
                 elif n in (25, 26, 35):
                     v = bool(v)
-                if n == 31:
-                    out["user_defined_symbols"].append(v)
+                if n in (30, 31):
+                    out[names[n]].append(v)
                 else:
                     out[names[n]] = v
         elif number == 3:
             for n, _, v in proto_fields(value):
                 if n == 1:
                     out["normalization_rule_name"] = v.decode("utf-8")
+                elif n == 3:
+                    out["add_dummy_prefix"] = bool(v)
                 elif n == 4:
                     out["remove_extra_whitespaces"] = bool(v)
     return out
@@ -480,8 +538,14 @@ class SentencePieceTokenizer(Tokenizer):
             }
             for s, i in sorted(self._specials.items(), key=lambda kv: kv[1])
         }
+        fast = self.tokenizers_json()
+        if fast is not None:
+            (folder / "tokenizer.json").write_text(fast, encoding="utf-8")
+        else:
+            (folder / "tokenizer.json").unlink(missing_ok=True)
         config = {
-            "tokenizer_class": "LlamaTokenizer",  # what transformers uses for a SentencePiece BPE model
+            # with tokenizer.json: load exactly that pipeline; without: transformers converts tokenizer.model
+            "tokenizer_class": "PreTrainedTokenizerFast" if fast is not None else "LlamaTokenizer",
             "playground_tokenizer": "sentencepiece",  # tells load_tokenizer this folder is ours
             "add_bos_token": False,
             "add_eos_token": False,
@@ -499,6 +563,39 @@ class SentencePieceTokenizer(Tokenizer):
 
     def to_bytes(self) -> bytes:
         return self._proto
+
+    def tokenizers_json(self) -> str | None:
+        """This model as a `tokenizers` pipeline (tokenizer.json) that encodes exactly as SentencePiece does.
+
+        Only for a BPE model without the dummy prefix (ours): spaces become "▁", then BPE with SentencePiece's
+        merges (a piece's rank is its id) and byte fallback; special tokens are matched in the raw text. None for
+        other models: transformers then converts tokenizer.model itself (it needs protobuf for that).
+        """
+        settings = self.settings()
+        if settings.get("model_type") != "bpe" or settings.get("add_dummy_prefix", True):
+            return None
+        from tokenizers import AddedToken, decoders, models, normalizers
+        from tokenizers import Tokenizer as FastTokenizer
+
+        vocab = {self.sp.id_to_piece(i): i for i in range(self.vocab_size)}
+        merges = []
+        for piece, rank in vocab.items():
+            if self._types[rank] != "normal" or len(piece) < 2:
+                continue
+            for cut in range(1, len(piece)):
+                left, right = piece[:cut], piece[cut:]
+                if left in vocab and right in vocab:
+                    merges.append((rank, vocab[left], vocab[right], left, right))
+        merges.sort()
+        unk = self.token_string(self.unk_id) or None
+        fast = FastTokenizer(
+            models.BPE(vocab, [(m[3], m[4]) for m in merges], unk_token=unk, fuse_unk=True, byte_fallback=True)
+        )
+        fast.normalizer = normalizers.Replace(" ", "\u2581")
+        fast.decoder = decoders.Sequence([decoders.Replace("\u2581", " "), decoders.ByteFallback(), decoders.Fuse()])
+        specials = sorted(self._specials.items(), key=lambda kv: kv[1])
+        fast.add_special_tokens([AddedToken(t, special=True, normalized=False) for t, _ in specials])
+        return fast.to_str(pretty=True)
 
 
 # ------------------------------------------------------------------------------------- transformers
@@ -677,12 +774,16 @@ def train_tokenizer(
     text: str,
     vocab_size: int = 4096,
     model_type: str = "bpe",
-    user_defined_symbols: Sequence[str] = CHAT_SYMBOLS,
+    control_symbols: Sequence[str] = CHAT_SYMBOLS,
     name: str | None = None,
+    preset: str = "course",
     **overrides,
 ) -> SentencePieceTokenizer:
     """Train a SentencePiece tokenizer on `text` in memory with the course's settings (plus ours, see above).
 
+    `preset` "course" keeps the course's settings exactly; "full" (the bundled tokenizer's) gives every printable
+    ASCII character a piece (PRESETS). The chat roles are control symbols: they have ids, but encoding text never
+    produces them; only the chat template's rendering (`encode_structured`) does.
     Deterministic: same text + arguments = byte-identical model. `overrides` are any SentencePiece trainer
     options (e.g. input_sentence_size=200_000 to sample that many lines with the fixed seed).
     """
@@ -694,12 +795,15 @@ def train_tokenizer(
         raise ValueError(f"model_type must be one of {MODEL_TYPES}, got {model_type!r}")
     if not isinstance(vocab_size, int) or vocab_size < 1:
         raise ValueError(f"vocab_size must be a positive whole number, got {vocab_size!r}")
+    if preset not in PRESETS:
+        raise ValueError(f"preset must be one of {list(PRESETS)}, got {preset!r}")
     settings = {
         **COURSE_SETTINGS,
         **PLAYGROUND_SETTINGS,
+        **PRESETS[preset],
         "model_type": model_type,
         "vocab_size": vocab_size,
-        "user_defined_symbols": list(user_defined_symbols),
+        "control_symbols": list(control_symbols),
         **overrides,
     }
     if model_type == "word":
@@ -765,7 +869,9 @@ def build_bundled(
     train, val = corpus.split_corpus(corpus_name, val_fraction)
     overrides = {"input_sentence_size": input_sentence_size} if input_sentence_size else {}
     start = time.perf_counter()
-    tok = train_tokenizer(train, vocab_size, "bpe", CHAT_SYMBOLS, name="bundled BPE 4096", **overrides)
+    tok = train_tokenizer(
+        train, vocab_size, "bpe", CHAT_SYMBOLS, name="bundled BPE 4096", preset=BUNDLED_PRESET, **overrides
+    )
     seconds = time.perf_counter() - start
     tok.save(out)
     val_ids = tok.encode(val)
@@ -775,6 +881,7 @@ def build_bundled(
         "val_tokens": len(val_ids),
         "val_chars_per_token": round(len(val) / max(1, len(val_ids)), 3),
         "val_byte_pieces": sum(tok.is_byte(i) for i in val_ids),
+        "printable_ascii_byte_pieces": sum(tok.is_byte(i) for c in PRINTABLE_ASCII for i in tok.encode(c)),
         "seconds": round(seconds, 1),
     }
     return tok, stats

@@ -34,7 +34,7 @@ def main() -> int:
         if (Path(args.run) / log_name).exists():
             shutil.copy(Path(args.run) / log_name, out / log_name)
     if args.no_tokenizer:
-        for name in ("tokenizer.model", "tokenizer_config.json", "special_tokens_map.json"):
+        for name in ("tokenizer.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
             (out / name).unlink(missing_ok=True)
     sizes = {f.name: f.stat().st_size for f in out.iterdir()}
     print(json.dumps({"out": str(out), "files": sizes}))

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Second pass at llama-base (after scripts/gpu_pretrain.sh): the Llama alone on each GPU, so each run gets a
-# whole H200 and finishes its schedule; two regularisation settings side by side; the better held-out loss is
-# exported (float16) with the bundled tokenizer to checkpoints/llama-base, ready for scripts/gpu_align.sh.
+# whole H200; two regularisation settings side by side; the better held-out loss is exported (float16) with the
+# bundled tokenizer to checkpoints/llama-base, ready for scripts/gpu_align.sh.
 set -uo pipefail
 OUT=${OUT:-runs}
 SECONDS_PER_RUN=${SECONDS_PER_RUN:-210}

@@ -16,6 +16,13 @@ value the handler will reject anyway) falls back to the default, and every durat
 Never torch.compile or CUDA-graph inside these functions: each call may land on another GPU, so compiled kernels and
 captured graphs would be rebuilt every time (`decode.py` checks SPACES_ZERO_GPU for that).
 
+What crosses the process boundary: on ZeroGPU each call runs in a forked worker; its arguments (the learner's
+session: their trained Run, ORPO copy, tokenizers) are pickled in and every return or yield is pickled back
+(spaces/zero/wrappers.py). tests/unit/test_zero_gpu_state.py runs every wrapped handler and checks that both
+pickle and stay bounded (under 1 MB besides tensors; tensors within the learner's own models and training ids).
+Not checkable off a real ZeroGPU Space: a learner's model that sits on the worker's GPU crossing back (torch
+pickles CUDA tensors as CUDA IPC handles; the app process has no CUDA), quotas, and the fork itself.
+
 This module never imports gradio itself; `spaces` does, so it is imported lazily, by the UI only.
 """
 

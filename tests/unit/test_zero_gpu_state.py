@@ -142,3 +142,59 @@ def test_orpo_copy_crosses_bounded(trained):
     run_handler(orpo_tab.breakdown, *args, session, session=session, what="breakdown")
     back = pickle.loads(pickle.dumps(session))
     assert back["orpo_model"]["steps"] == 2 and back["orpo_model"]["bundle"].model is not None
+
+
+# ---- the ZeroGPU worker's own steps (spaces_support._zero_gpu_worker), through a real fork and real queues
+def test_to_device_moves_models_and_optimizer_state_together():
+    """Checked with a dtype move on the CPU (the same code path as cuda): parameters keep their identity, so the
+    optimizer still steps them, and its state follows them by torch's own rule."""
+    from playground import spaces_support, train
+    from tests.unit._zero_gpu import _config, learner_session
+
+    session = learner_session()
+    session["state"] = train.new_state(session["model"], _config("cpu"))
+    list(train.train_steps(session["model"], session["data"], _config("cpu"), session["state"], max_steps=2))
+    params = list(session["model"].parameters())
+    spaces_support.to_device(((session,), {}), torch.float64)
+    opt = session["state"].optimizer
+    assert all(p.dtype == torch.float64 for p in session["model"].parameters())
+    assert all(any(p is q for q in params) for g in opt.param_groups for p in g["params"])  # still the model's
+    moments = [s["exp_avg"] for s in opt.state.values()]
+    assert moments and all(m.dtype == torch.float64 for m in moments)
+
+
+def test_a_run_crosses_a_forked_worker_twice_and_goes_on():
+    """The app process sends the session, the worker trains and sends it back, twice: what comes back is the
+    worker's model (same logits), and the second call continues the run (step 3 -> 5)."""
+    from tests.unit._zero_gpu import gpu_call, learner_session
+
+    first = gpu_call(learner_session(), "cpu", steps=3)
+    session = first["session"]
+    idx = session["data"].train[:16].view(1, -1)
+    with torch.no_grad():
+        torch.testing.assert_close(session["model"](idx), first["logits"], atol=0, rtol=0)
+    assert session["state"].step == 3
+    second = gpu_call(session, "cpu", steps=2)
+    assert second["session"]["state"].step == 5 and second["device"] == "cpu"
+
+
+def test_the_zero_gpu_wrapper_prepares_the_worker_before_the_handler(monkeypatch):
+    """On ZeroGPU `gpu()` puts _zero_gpu_worker inside spaces.GPU: the host reducers are installed and the
+    learner's models moved (here to float64 instead of cuda) before a plain or a streaming handler runs."""
+    from multiprocessing.reduction import ForkingPickler
+
+    from playground import spaces_support
+
+    monkeypatch.setattr(spaces_support, "WORKER_DEVICE", torch.float64)
+
+    def plain(session):
+        return next(session["model"].parameters()).dtype
+
+    def streaming(session):
+        yield next(session["model"].parameters()).dtype
+
+    assert spaces_support._zero_gpu_worker(plain)({"model": torch.nn.Linear(2, 2)}) == torch.float64
+    assert list(spaces_support._zero_gpu_worker(streaming)({"model": torch.nn.Linear(2, 2)})) == [torch.float64]
+    reducer = ForkingPickler._extra_reducers[torch.Tensor]
+    assert reducer.__qualname__.startswith("install_host_reducers")
+    assert reducer(torch.zeros(2))[0] is not spaces_support._tensor_from_host  # CPU tensors: torch's own way

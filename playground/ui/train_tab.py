@@ -407,6 +407,8 @@ def _burst(run: Run, session: dict, max_steps: int | None, attn_prompt: str, lay
     note = f"burst done: {run.state.step - start} steps in {time.perf_counter() - t0:.1f} s"
     if run.state.step >= run.cfg.steps:
         note += " - the schedule is complete (raise Total steps to go on)"
+    elif run.state.step == start:
+        note += " - one step takes longer than a burst here: lower the batch size, the context or the width"
     yield (
         status_html(run, note, burst if run.state.step > start else None),
         loss_frame(run),

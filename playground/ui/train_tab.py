@@ -327,7 +327,10 @@ def _png(img: Image.Image) -> str:
     data = buf.getvalue()
     _PNG_DIR.mkdir(parents=True, exist_ok=True)
     path = _PNG_DIR / f"{hashlib.sha256(data).hexdigest()[:32]}.png"
-    if not path.exists():
+    common.prune_downloads(folder=_PNG_DIR, pattern="*.png", keep_seconds=600)  # maps of 10 minutes ago go
+    if path.exists():
+        os.utime(path)  # in use again: not pruned for another 10 minutes
+    else:
         fd, tmp = tempfile.mkstemp(dir=_PNG_DIR, suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
             f.write(data)

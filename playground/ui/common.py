@@ -8,6 +8,7 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -296,28 +297,40 @@ DOWNLOAD_PREFIX = "pg-download-"  # temporary folders of files offered for downl
 DOWNLOAD_KEEP_SECONDS = 60  # Gradio copies a returned file into its cache at once: ours can go soon after
 
 
-def prune_downloads(keep_seconds: float = DOWNLOAD_KEEP_SECONDS) -> int:
-    """Delete this app's download folders older than `keep_seconds` (Gradio serves its own cached copy, which
-    `delete_cache` removes); returns how many went."""
+def prune_downloads(keep_seconds: float = DOWNLOAD_KEEP_SECONDS, folder: Path | None = None,
+                    pattern: str = f"{DOWNLOAD_PREFIX}*") -> int:  # fmt: skip
+    """Delete this app's download folders (or `pattern` files in `folder`) older than `keep_seconds`: Gradio
+    serves its own cached copy, which `delete_cache` removes. Returns how many went."""
     import shutil
     import tempfile
-    from pathlib import Path
 
     now, gone = time.time(), 0
-    for folder in Path(tempfile.gettempdir()).glob(f"{DOWNLOAD_PREFIX}*"):
+    for item in Path(folder or tempfile.gettempdir()).glob(pattern):
         try:
-            if folder.is_dir() and now - folder.stat().st_mtime > keep_seconds:
-                shutil.rmtree(folder, ignore_errors=True)
-                gone += 1
+            if now - item.stat().st_mtime <= keep_seconds:
+                continue
+            if item.is_dir():
+                shutil.rmtree(item, ignore_errors=True)
+            else:
+                item.unlink(missing_ok=True)
+            gone += 1
         except OSError:
             continue
     return gone
 
 
+def download_dir() -> Path:
+    """A fresh folder for one file offered for download; older ones go first (prune_downloads)."""
+    import tempfile
+    from pathlib import Path
+
+    prune_downloads()
+    return Path(tempfile.mkdtemp(prefix=DOWNLOAD_PREFIX))
+
+
 def table_to_csv(frame) -> str | None:
     """A Dataframe's value (pandas frame, or dict with headers/data) -> path of a CSV file; None when empty."""
     import csv
-    import tempfile
 
     if frame is None:
         return None
@@ -327,8 +340,9 @@ def table_to_csv(frame) -> str | None:
         headers, rows = list(frame.get("headers") or []), list(frame.get("data") or [])
     if not rows:
         raise ValueError("The table is empty: compute something first.")
-    with tempfile.NamedTemporaryFile("w", suffix=".csv", prefix="pg-table-", delete=False, newline="") as f:
+    path = download_dir() / "table.csv"
+    with path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(headers)
         writer.writerows(rows)
-    return f.name
+    return str(path)

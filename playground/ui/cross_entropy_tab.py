@@ -11,9 +11,7 @@ import csv
 import html
 import logging
 import math
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
 import gradio as gr
 import torch
@@ -194,8 +192,7 @@ def summary_html(sc: Scored, loss: float) -> str:
 
 
 def write_csv(rows: list[list]) -> str:
-    folder = Path(tempfile.mkdtemp(prefix="pg-ce-"))
-    path = folder / "cross_entropy_tokens.csv"
+    path = common.download_dir() / "cross_entropy_tokens.csv"  # earlier downloads are removed
     with path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(TABLE_HEADERS)

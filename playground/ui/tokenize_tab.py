@@ -11,7 +11,6 @@ from __future__ import annotations
 import html
 import logging
 import re
-import tempfile
 import time
 import unicodedata
 from collections import Counter
@@ -190,8 +189,7 @@ def train(source: str, corpus_name: str, text: str, vocab_size, model_type: str,
 
 
 def _download_file(name: str, data: bytes) -> Path:
-    folder = Path(tempfile.mkdtemp(prefix="pg-tokenizer-"))
-    path = folder / (re.sub(r"[^\w.-]+", "_", name).strip("_") + ".model")
+    path = common.download_dir() / (re.sub(r"[^\w.-]+", "_", name).strip("_") + ".model")
     path.write_bytes(data)
     return path
 

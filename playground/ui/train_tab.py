@@ -334,7 +334,10 @@ def _png(img: Image.Image) -> str:
     data = buf.getvalue()
     _PNG_DIR.mkdir(parents=True, exist_ok=True)
     path = _PNG_DIR / f"{hashlib.sha256(data).hexdigest()[:32]}.png"
-    if not path.exists():
+    common.prune_downloads(folder=_PNG_DIR, pattern="*.png", keep_seconds=600)  # maps of 10 minutes ago go
+    if path.exists():
+        path.touch()  # in use again: not pruned for another 10 minutes
+    else:
         checkpoints.atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
     return str(path)
 
@@ -415,6 +418,8 @@ def _burst(run: Run, session: dict, max_steps: int | None, attn_prompt: str, lay
     note = f"burst done: {run.state.step - start} steps in {time.perf_counter() - t0:.1f} s"
     if run.state.step >= run.cfg.steps:
         note += " - the schedule is complete (raise Total steps to go on)"
+    elif run.state.step == start:
+        note += " - one step takes longer than a burst here: lower the batch size, the context or the width"
     if scheduler.turn_note():
         note += f" ({scheduler.turn_note()})"
     yield (

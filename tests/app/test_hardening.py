@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -201,3 +202,55 @@ def test_the_server_still_answers(app):
     proc, url, _ = app
     assert proc.poll() is None
     Client(url, verbose=False).predict("hello", "bundled", api_name="/tokenize")
+
+
+@pytest.fixture(scope="module")
+def hung_hub():
+    """A 'Hub' that accepts connections and never answers, and a server that uses it (online, nothing cached)."""
+    import socket
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    held, stop = [], threading.Event()
+
+    def accept():
+        sock.settimeout(0.5)
+        while not stop.is_set():
+            try:
+                held.append(sock.accept()[0])  # kept open, never read, never answered
+            except OSError:
+                continue
+
+    threading.Thread(target=accept, daemon=True).start()
+    hub = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    tmp = Path(tempfile.mkdtemp(prefix="pg-hung-"))
+    env = {"HF_HUB_OFFLINE": "0", "TRANSFORMERS_OFFLINE": "0", "HF_ENDPOINT": hub, "HF_HUB_CACHE": str(tmp / "hub"),
+           "PLAYGROUND_LOAD_TIMEOUT_SECONDS": "5", "PLAYGROUND_ALLOW_LOCAL_PATHS": "0"}  # fmt: skip
+    proc, url = start_app(env)
+    yield url
+    stop_app(proc)
+    stop.set()
+    for c in held:
+        c.close()
+    sock.close()
+
+
+def test_a_hub_that_never_answers_holds_up_no_other_visitor(hung_hub):
+    url = hung_hub
+    results = {}
+
+    def hung(i):
+        results[i] = _error_of(Client(url, verbose=False), ["hello", f"org/hung-{i}"], "/tokenize")
+
+    threads = [threading.Thread(target=hung, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    time.sleep(2)  # the three loads are in flight
+    t0 = time.perf_counter()
+    Client(url, verbose=False).predict("hello", "bundled", api_name="/tokenize")  # another visitor
+    took = time.perf_counter() - t0
+    for t in threads:
+        t.join(120)
+    assert took < 30, took  # 138 s behind three ids before, and never once a download hung
+    assert all(e and ("takes longer than 5 s" in e or "could not" in e) for e in results.values()), results

@@ -111,10 +111,11 @@ def heads_note(shape: dict) -> str:
 def _config(arch: str, preset: str, shape: dict, vocab_size: int):
     """The model config of the knobs. A Llama whose head count its preset's k/v heads do not divide (7 heads,
     2 k/v heads) gets one k/v head per query head (plain multi-head attention) instead of an error."""
-    config = train.model_config(arch, _preset_name(preset, arch), vocab_size, **shape)
-    if arch == "llama" and config.n_heads % config.kv_heads:
-        config = dataclasses.replace(config, n_kv_heads=None)
-    return config
+    if arch != "llama":
+        return train.model_config(arch, _preset_name(preset, arch), vocab_size, **shape)
+    config = train.model_config(arch, _preset_name(preset, arch), vocab_size, **{**shape, "n_head": None})
+    nh = shape["n_head"]
+    return dataclasses.replace(config, n_heads=nh, n_kv_heads=None if nh % config.kv_heads else config.n_kv_heads)
 
 
 def _build(arch: str, preset: str, shape: dict, vocab_size: int) -> torch.nn.Module:
@@ -441,6 +442,21 @@ def _preparing_note(source: str) -> str | None:
     return None
 
 
+SLOW_ON_CPU = 5_000_000  # parameters above which a CPU step takes seconds: Start says so before the first step
+
+
+def _speed_note(model) -> str:
+    """An honest word before a big model's first step on a CPU, "" otherwise."""
+    n = introspect.count_params(model).total
+    if common.DEVICE.type != "cpu" or n <= SLOW_ON_CPU:
+        return ""
+    return (
+        f"Built a {n / 1e6:.1f}M-parameter model. This machine has no GPU: scoring the untrained model and each "
+        f"training step take seconds here (milliseconds on a GPU), and a burst stops after "
+        f"{LIMITS.max_train_seconds:.0f} s. The first step follows the step-0 evaluation."
+    )
+
+
 def _session(session) -> dict:
     return session if isinstance(session, dict) else common.new_session()
 
@@ -558,6 +574,9 @@ def start(
     tokenizer = _tokenizer()
     d = _data_for(source, text, file, tokenizer, shape["context"])
     model = common.register_trainable(_build(arch, preset, shape, tokenizer.vocab_size), "model")  # memory bound
+    slow = _speed_note(model)
+    if slow:
+        yield (status_html(session.get("train_run"), slow), *[gr.skip()] * 5, session)
     run = Run(model, tokenizer, d, train.new_state(model, cfg), cfg, arch, shape, source)
     # Step 0 on the curves: the untrained model, scored on the same windows as every later evaluation.
     ev = train.evaluate(model, d, cfg)

@@ -227,7 +227,10 @@ def _why_not_finite(r: BreakResult, key: str, biggest: float) -> str:
         return f"{r.target_neg_inf} target logit(s) became -inf in the cast: p = 0 exactly, the loss is infinite"
     if key == "naive":
         if r.exp_overflows:
-            return f"exp({r.max_logit:,.4g}) is inf in {r.dtype} (above e^{math.log(biggest):.1f}), so inf / inf"
+            over = f"exp({r.max_logit:,.4g}) is inf in {r.dtype} (above e^{math.log(biggest):.1f}), so the sum is inf"
+            if math.isnan(getattr(r, key)):
+                return f"{over} and an overflowed token's p = inf / inf = nan"
+            return f"{over}, a target's p = e^z / inf = 0 and -log 0 = inf"
         return f"a target's probability rounded to 0 in {r.dtype}, and -log 0 = inf"
     sum_max = biggest if key == "torch" else torch.finfo(torch.float32).max
     if math.isfinite(r.reference) and r.reference * r.n > sum_max:

@@ -257,7 +257,7 @@ def _break_verdict(r: losses.BreakResult, judged: dict) -> str:
 
 
 def _fmt(v: float) -> str:
-    return f"{v:.8f}" if math.isfinite(v) and abs(v) < 1e6 else f"{v:.6g}"
+    return f"{v:.8f}" if math.isfinite(v) and abs(v) < 1e6 else f"{v:.10g}"  # enough digits to check a verdict
 
 
 def _fmt_diff(d: float) -> str:

@@ -307,8 +307,9 @@ def _break_dtype(dtype: str | torch.dtype) -> tuple[str, torch.dtype]:
 #             = (logP_w - logP_l) - (log(1 - P_w) - log(1 - P_l)),  log(1 - P) = log1mexp(logP)
 #     L_OR    = -log sigmoid(log OR)                        (eq. 7)
 #     L       = NLL(y_w) + lambda * L_OR                    (eq. 6; both terms >= 0, so lower is better)
-# TRL writes the same loss as `nll - (beta * logsigmoid(log_odds)).mean()` with beta = lambda (default 0.1);
-# the course used 0.5. Everything runs in float32 (or wider), as TRL upcasts.
+# TRL writes the loss as `nll - (beta * logsigmoid(log_odds)).mean()` with beta = lambda (default 0.1; the course
+# used 0.5), the same odds-ratio term; its nll covers prompt + reply, ours (as the paper's) the reply only.
+# Everything runs in float32 (or wider), as TRL upcasts.
 LN2 = math.log(2.0)
 
 
@@ -382,7 +383,10 @@ def orpo_loss(chosen_logps: torch.Tensor, rejected_logps: torch.Tensor, nll: tor
     if chosen_logps.shape != rejected_logps.shape:
         raise ValueError(f"chosen {tuple(chosen_logps.shape)} and rejected {tuple(rejected_logps.shape)} differ")
     # Upcast as TRL does. An average log-prob of exactly 0 (every token certain after rounding) has infinite odds
-    # and would make the gradient inf * 0 = nan; it is nudged to -1e-30 (odds e^69), which changes nothing else.
+    # and would make the gradient inf * 0 = nan; it is clamped to -1e-30 (odds e^69). The clamp also ZEROES that
+    # entry's gradient (clamp passes no gradient where it clips): such a reply gets no push from the odds-ratio
+    # term in that step (a chosen reply still gets one from the NLL term, which does not use this average).
+    # Entries below -1e-30 are untouched, value and gradient.
     lw = chosen_logps.to(torch.promote_types(chosen_logps.dtype, torch.float32)).clamp(max=-1e-30)
     ll = rejected_logps.to(torch.promote_types(rejected_logps.dtype, torch.float32)).clamp(max=-1e-30)
     chosen_log_odds = lw - log1mexp(lw)  # log P - log(1 - P)

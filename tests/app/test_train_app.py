@@ -184,3 +184,19 @@ def test_pasted_text_trains(learner):
     text = "It is a truth universally acknowledged, that a single man in possession of a good fortune.\n" * 60
     out = learner.predict(*knobs(source=MY_TEXT, text=text, amount=5), api_name="/train_start")
     assert step_of(out[0]) == 5
+
+
+def test_prepare_readies_the_first_burst_without_touching_the_rng():
+    """The start-up preparation (run in-process here) encodes the default corpus and warms PyTorch up, and leaves
+    the shared random generator, which seeds every learner's model, exactly as it was."""
+    import torch
+
+    from playground.ui import train_tab as tt
+
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    tt.prepare("austen")
+    assert torch.equal(torch.get_rng_state(), before)
+    assert "austen" in tt._PREP["ready"] and tt._preparing_note("austen") is None
+    if "kjv" not in tt._PREP["ready"]:  # a corpus not prepared yet: Start says what it waits for
+        assert "encoding the kjv corpus" in tt._preparing_note("kjv")

@@ -164,29 +164,93 @@ class BreakResult:
     scale: float
     dtype: str
     max_abs_logit: float  # the largest |scaled logit| (inf if the cast itself overflowed)
-    logits_finite: bool  # False: the scaled logits do not fit the dtype, no loss formula can help
+    logits_finite: bool  # False: some scaled logits overflowed to +-inf in the cast
     naive: float
     stable: float
     torch: float
-    reference: float  # float64 log-sum-exp on the same (already cast) logits: the right answer
+    reference: float  # float64 log-sum-exp on the same (already cast) logits: the right answer for them
+    n: int = 0  # positions scored
+    pos_inf: int = 0  # logits that became +inf in the cast
+    neg_inf: int = 0  # logits that became -inf in the cast
+    target_neg_inf: int = 0  # positions whose TARGET logit is -inf: probability exactly 0, loss inf
+    max_logit: float = 0.0  # the largest scaled logit (after the cast)
+    exp_overflows: bool = False  # exp(max_logit) is inf in the dtype: the naive sum cannot be formed
 
     @property
     def finite(self) -> dict[str, bool]:
         return {name: math.isfinite(getattr(self, name)) for name in ("naive", "stable", "torch")}
 
 
+BREAK_NAMES = {"naive": "naive manual", "stable": "stable manual (log-sum-exp)", "torch": "F.cross_entropy"}
+AGREE_ULPS = 8  # "agrees": within 8 units of the dtype's precision (eps) of the reference, relative to max(1, |ref|)
+
+
+def break_tolerance(r: BreakResult) -> float:
+    """How far from the float64 reference a result of this dtype may be and still agree with it."""
+    return AGREE_ULPS * torch.finfo(BREAK_DTYPES[r.dtype]).eps * max(1.0, abs(r.reference))
+
+
+def break_judgement(r: BreakResult) -> dict[str, tuple[str, str]]:
+    """Each computation's status ("agrees", "off", "inf", "nan") and, unless it agrees, why, from the numbers.
+
+    The reasons are checked, not assumed: exp of the largest logit overflowing the dtype; a target probability
+    rounding to 0; +-inf logits from the cast; the mean's running sum passing the largest number of the dtype
+    it is added in (float32 for the manual log-sum-exp, the logits' own dtype for F.cross_entropy on the CPU).
+    """
+    biggest = torch.finfo(BREAK_DTYPES[r.dtype]).max
+    out = {}
+    for key in ("naive", "stable", "torch"):
+        v = getattr(r, key)
+        if math.isfinite(v):
+            ok = math.isfinite(r.reference) and abs(v - r.reference) <= break_tolerance(r)
+            out[key] = ("agrees", "") if ok else ("off", f"{v - r.reference:+.4g} from the reference")
+            continue
+        status = "nan" if math.isnan(v) else "inf"
+        out[key] = (status, _why_not_finite(r, key, biggest))
+    return out
+
+
+def _why_not_finite(r: BreakResult, key: str, biggest: float) -> str:
+    if r.pos_inf:
+        return f"{r.pos_inf} logit(s) became +inf in the cast to {r.dtype}"
+    if r.target_neg_inf:
+        return f"{r.target_neg_inf} target logit(s) became -inf in the cast: p = 0 exactly, the loss is infinite"
+    if key == "naive":
+        if r.exp_overflows:
+            over = f"exp({r.max_logit:,.4g}) is inf in {r.dtype} (above e^{math.log(biggest):.1f}), so the sum is inf"
+            if math.isnan(getattr(r, key)):
+                return f"{over} and an overflowed token's p = inf / inf = nan"
+            return f"{over}, a target's p = e^z / inf = 0 and -log 0 = inf"
+        return f"a target's probability rounded to 0 in {r.dtype}, and -log 0 = inf"
+    sum_max = biggest if key == "torch" else torch.finfo(torch.float32).max
+    if math.isfinite(r.reference) and r.reference * r.n > sum_max:
+        where = r.dtype if key == "torch" else "float32"
+        return (
+            f"the mean adds the per-token losses in {where}: their sum "
+            f"({r.reference * r.n:,.4g}) passes {where}'s largest number ({sum_max:,.4g})"
+        )
+    if math.isfinite(r.reference) and r.reference > biggest:
+        return f"the mean ({r.reference:,.4g}) is larger than {r.dtype}'s largest number ({biggest:,.4g})"
+    return "not finite"
+
+
 @torch.no_grad()
 def break_it(logits: torch.Tensor, targets: torch.Tensor, scale: float, dtype: str | torch.dtype) -> BreakResult:
     """Scale the logits (as a sharper, more confident model would), cast them, and compute the loss three ways.
 
-    A big scale pushes the largest logit past ln(max float) (88.7 in float32/bfloat16, 11.1 in float16):
-    the naive exp overflows to inf and the loss becomes nan or inf, while log-sum-exp and F.cross_entropy
-    (which subtracts the maximum internally) stay finite and correct.
+    A big scale pushes the largest logit past ln(max float) (88.7 in float32/bfloat16, 11.1 in float16): the
+    naive exp overflows to inf and its loss becomes nan. Log-sum-exp (in float32) and F.cross_entropy shift by
+    the maximum first and stay right much further, until the mean's sum or the logits themselves overflow:
+    `break_judgement` says which happened.
     """
     name, dt = _break_dtype(dtype)
     if not math.isfinite(scale) or scale <= 0:
         raise ValueError(f"scale must be a positive finite number, got {scale}")
     z = (logits.double() * scale).to(dt)  # scale in float64, then round into the chosen dtype
+    zf, yf = _flatten(z, targets)
+    keep = yf != IGNORE_INDEX
+    picked = zf[keep].gather(-1, yf[keep][:, None]) if keep.any() else zf[:0, :1]
+    top = float(z.max()) if z.numel() else 0.0
     return BreakResult(
         scale=float(scale),
         dtype=name,
@@ -196,7 +260,25 @@ def break_it(logits: torch.Tensor, targets: torch.Tensor, scale: float, dtype: s
         stable=float(cross_entropy_manual(z, targets, stable=True)),
         torch=float(cross_entropy_torch(z, targets)),
         reference=float(cross_entropy_manual(z.double(), targets, stable=True)),
+        n=int(keep.sum()),
+        pos_inf=int((z == math.inf).sum()),
+        neg_inf=int((z == -math.inf).sum()),
+        target_neg_inf=int((picked == -math.inf).sum()),
+        max_logit=top,
+        exp_overflows=bool(torch.isinf(torch.tensor(top, dtype=dt).exp())),
     )
+
+
+def scale_for_largest(logits: torch.Tensor, largest: float) -> float:
+    """The factor that makes the largest logit equal `largest` (the break-it slider sets that, not the factor: the
+    same x then means the same for every model, and exp overflows at the same x). Logits that are all <= 0 are
+    scaled by their largest magnitude instead."""
+    z = logits.double()
+    top = float(z.max()) if z.numel() else 0.0
+    m = top if top > 0 else (float(z.abs().max()) if z.numel() else 0.0)
+    if not math.isfinite(m) or m == 0.0:
+        raise ValueError("these logits are all zero or not finite: there is nothing to scale")
+    return largest / m
 
 
 def _break_dtype(dtype: str | torch.dtype) -> tuple[str, torch.dtype]:
@@ -215,8 +297,9 @@ def _break_dtype(dtype: str | torch.dtype) -> tuple[str, torch.dtype]:
 #             = (logP_w - logP_l) - (log(1 - P_w) - log(1 - P_l)),  log(1 - P) = log1mexp(logP)
 #     L_OR    = -log sigmoid(log OR)                        (eq. 7)
 #     L       = NLL(y_w) + lambda * L_OR                    (eq. 6; both terms >= 0, so lower is better)
-# TRL writes the same loss as `nll - (beta * logsigmoid(log_odds)).mean()` with beta = lambda (default 0.1);
-# the course used 0.5. Everything runs in float32 (or wider), as TRL upcasts.
+# TRL writes the loss as `nll - (beta * logsigmoid(log_odds)).mean()` with beta = lambda (default 0.1; the course
+# used 0.5), the same odds-ratio term; its nll covers prompt + reply, ours (as the paper's) the reply only.
+# Everything runs in float32 (or wider), as TRL upcasts.
 LN2 = math.log(2.0)
 
 
@@ -290,7 +373,10 @@ def orpo_loss(chosen_logps: torch.Tensor, rejected_logps: torch.Tensor, nll: tor
     if chosen_logps.shape != rejected_logps.shape:
         raise ValueError(f"chosen {tuple(chosen_logps.shape)} and rejected {tuple(rejected_logps.shape)} differ")
     # Upcast as TRL does. An average log-prob of exactly 0 (every token certain after rounding) has infinite odds
-    # and would make the gradient inf * 0 = nan; it is nudged to -1e-30 (odds e^69), which changes nothing else.
+    # and would make the gradient inf * 0 = nan; it is clamped to -1e-30 (odds e^69). The clamp also ZEROES that
+    # entry's gradient (clamp passes no gradient where it clips): such a reply gets no push from the odds-ratio
+    # term in that step (a chosen reply still gets one from the NLL term, which does not use this average).
+    # Entries below -1e-30 are untouched, value and gradient.
     lw = chosen_logps.to(torch.promote_types(chosen_logps.dtype, torch.float32)).clamp(max=-1e-30)
     ll = rejected_logps.to(torch.promote_types(rejected_logps.dtype, torch.float32)).clamp(max=-1e-30)
     chosen_log_odds = lw - log1mexp(lw)  # log P - log(1 - P)

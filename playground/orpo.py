@@ -495,29 +495,34 @@ def _batches(n: int, batch_size: int, seed: int) -> Iterator[list[int]]:
 @torch.no_grad()
 def evaluate_pairs(model: nn.Module, rows, pad_id: int, lam: float, batch_size: int = 16, max_pairs: int | None = None,
                    dtype: str = "float32") -> dict:
-    """Held-out figures, averaged over pairs: loss, nll (-chosen average log-prob), or_loss, log odds ratio,
-    chosen/rejected average log-probs, and accuracy = share of pairs whose chosen reply beats the rejected one."""
+    """Held-out figures with the training loss's own definitions (`score_pairs`): nll is the token mean over ALL
+    chosen reply tokens (not a mean of per-pair means), loss = nll + lam * or_loss; or_loss, log odds ratio,
+    chosen/rejected average log-probs and accuracy (share of pairs whose chosen reply beats the rejected one)
+    are means over pairs. So the validation curve plots the same quantity as the training curve."""
     from playground import device as devices
 
     n = len(rows) if max_pairs is None else min(len(rows), max_pairs)
     if n == 0:
         raise ValueError("no held-out pairs to evaluate on")
     dev = device_of(model)
-    sums = dict.fromkeys(("loss", "nll", "or_loss", "log_odds_ratio", "chosen_logp", "rejected_logp", "accuracy"), 0.0)
+    sums = dict.fromkeys(("or_loss", "log_odds_ratio", "chosen_logp", "rejected_logp", "accuracy"), 0.0)
+    nll_sum, tokens = 0.0, 0
     with eval_mode(model):
         for i in range(0, n, batch_size):
             ids, labels = collate([rows[j] for j in range(i, min(n, i + batch_size))], pad_id, dev)
             with devices.autocast(dev, devices.parse_dtype(dtype)):
-                o = score_pairs(model, ids, labels, lam).out
-            nll = -o.chosen_logps
-            sums["loss"] += float((nll + lam * o.or_loss).sum())
-            sums["nll"] += float(nll.sum())
+                scores = score_pairs(model, ids, labels, lam)
+            o, B = scores.out, ids.shape[0] // 2
+            nll_sum -= float(scores.token_logps[:B].double().sum())  # chosen rows first, 0 where masked
+            tokens += int(scores.mask[:B].sum())
             sums["or_loss"] += float(o.or_loss.sum())
             sums["log_odds_ratio"] += float(o.log_odds.sum())
             sums["chosen_logp"] += float(o.chosen_logps.sum())
             sums["rejected_logp"] += float(o.rejected_logps.sum())
             sums["accuracy"] += float((o.chosen_logps > o.rejected_logps).sum())
-    return {k: v / n for k, v in sums.items()} | {"pairs": n}
+    out = {k: v / n for k, v in sums.items()}
+    nll = nll_sum / tokens
+    return {"loss": nll + lam * out["or_loss"], "nll": nll, **out, "pairs": n}
 
 
 # ------------------------------------------------------------------------------------------------------ CLI

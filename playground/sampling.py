@@ -10,10 +10,15 @@ The pipeline, in the order Hugging Face's `generate` also applies it (course not
     logits (V,) --/ temperature--> --keep top-k--> --keep top-p (nucleus)--> softmax --> draw one token
 
 - temperature t: p_i = exp(z_i / t) / sum_j exp(z_j / t). t < 1 sharpens, t > 1 flattens, t -> 0 is the
-  argmax, so t = 0 means greedy decoding (a one-hot on the argmax).
-- top-k: keep the k most likely tokens, zero the rest, renormalise (k is clamped to V; None or 0 = off).
+  argmax, so t = 0 means greedy decoding: the limit of softmax(z / t), a one-hot on the argmax, or equal
+  shares among tokens tied for the largest logit.
+- top-k: keep the k most likely tokens and every token tied with the k-th, zero the rest, renormalise (k is
+  clamped to V; None or 0 = off). This is Hugging Face's TopKLogitsWarper rule; with it k = 1 keeps exactly
+  what t = 0 keeps.
 - top-p (Holtzman et al. 2019, "The Curious Case of Neural Text Degeneration"): keep the smallest set of the
   most likely tokens whose probabilities sum to at least p, zero the rest, renormalise (p = 1 keeps all).
+  Computed as Hugging Face's TopPLogitsWarper does (drop the least likely tokens while their running total is
+  <= 1 - p), so a set at a rounding boundary is the same as theirs.
 """
 
 from __future__ import annotations
@@ -91,29 +96,35 @@ def _scaled(logits: torch.Tensor, temperature: float) -> torch.Tensor:
 
 # ------------------------------------------------------------------------------------- the pipeline
 def _greedy(logits: torch.Tensor) -> torch.Tensor:
-    """A one-hot on the argmax: the limit of softmax(z / t) as t -> 0."""
-    probs = torch.zeros_like(logits)
-    return probs.scatter_(-1, logits.argmax(dim=-1, keepdim=True), 1.0)
+    """The limit of softmax(z / t) as t -> 0: a one-hot on the argmax, or equal shares among tied maxima
+    (the same set as top-k with k = 1, which keeps every token tied with the first)."""
+    top = logits == logits.amax(dim=-1, keepdim=True)  # (..., V)
+    return top.float() / top.sum(dim=-1, keepdim=True)
 
 
 def _keep_top_k(logits: torch.Tensor, k: int | None) -> torch.Tensor:
-    """Set every logit outside the k largest to -inf (exactly k kept, even with ties)."""
+    """Set to -inf every logit below the k-th largest: the k largest AND every token tied with the k-th stay
+    (Hugging Face's TopKLogitsWarper: which tied token to drop would be arbitrary, so none is)."""
     if k is None or k >= logits.shape[-1]:
         return logits
-    idx = logits.topk(k, dim=-1).indices  # (..., k)
-    keep = torch.zeros_like(logits, dtype=torch.bool).scatter_(-1, idx, True)
-    return logits.masked_fill(~keep, float("-inf"))
+    kth = logits.topk(k, dim=-1).values[..., -1:]  # (..., 1) the k-th largest value
+    return logits.masked_fill(logits < kth, float("-inf"))
 
 
 def _keep_top_p(logits: torch.Tensor, p: float) -> torch.Tensor:
-    """Set to -inf every logit outside the smallest most-likely set whose probability reaches p."""
+    """Set to -inf every logit outside the smallest most-likely set whose probability reaches p.
+
+    The same operations as Hugging Face's TopPLogitsWarper: sort ascending, and drop tokens while the running
+    total from the least likely one is <= 1 - p; the most likely token always stays. At a rounding boundary
+    ([0.9, 0.09, 0.01] with p = 0.99) this keeps what transformers keeps (two tokens).
+    """
     if p >= 1.0:
         return logits
-    sorted_logits, order = logits.sort(dim=-1, descending=True)  # (..., V)
-    probs = sorted_logits.softmax(dim=-1)
-    mass_before = probs.cumsum(dim=-1) - probs  # probability of the tokens ranked above each one
-    drop_sorted = mass_before >= p  # the top token has mass_before 0 < p, so it is always kept
-    drop = torch.zeros_like(drop_sorted).scatter_(-1, order, drop_sorted)
+    sorted_logits, order = torch.sort(logits, descending=False)  # (..., V) least likely first
+    cumulative = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
+    drop_sorted = cumulative <= (1 - p)
+    drop_sorted[..., -1:] = False  # the most likely token is always kept
+    drop = drop_sorted.scatter(-1, order, drop_sorted)
     return logits.masked_fill(drop, float("-inf"))
 
 

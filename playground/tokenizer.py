@@ -844,6 +844,12 @@ def _readable_trainer_error(message: str, vocab_size: int, n_chars: int) -> str:
             f"vocabulary size {vocab_size} is too big for this text ({n_chars:,} characters): it supports at "
             f"most {too_high.group(2)} pieces. Use more text or a smaller vocabulary."
         )
+    needed = re.search(r"smaller than required_chars\. (\d+) vs (\d+)", message)
+    if needed:
+        return (
+            f"vocabulary size {vocab_size} is too small for this text: it needs at least {needed.group(2)} pieces "
+            "(the special tokens, the 256 byte pieces of byte fallback and every character the coverage keeps)."
+        )
     if "smaller than required_chars" in message or "Vocabulary size is smaller" in message or re.search(
         r"\(vocab_size\) >= \(0\)", message
     ):

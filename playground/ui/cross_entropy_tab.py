@@ -28,8 +28,13 @@ DEFAULT_TEXT = (
 )
 TABLE_HEADERS = ["pos", "context's last token", "target", "p(target)", "-log p", "rank", "entropy"]
 THREE_HEADERS = ["computation", "loss (nats)", "minus F.cross_entropy"]
-BREAK_HEADERS = ["computation", "loss (nats)", "finite", "minus float64 reference"]
-MAX_SCALE_EXP = 6.0  # the break-it slider goes up to a scale of 10^6 (past float16 even for a random model)
+BREAK_HEADERS = ["computation", "loss (nats)", "minus float64 reference", "verdict"]
+# The break-it slider sets the largest logit to 10^x (the same x means the same for every model). Each dtype's
+# range walks from "all agree" (e^10^x fits) through "naive breaks" (x > log10 ln max: 1.05 in float16, 1.95 in
+# float32/bfloat16) to "even log-sum-exp loses" (the mean's sum or the logits themselves overflow: x ~ 4.2-5 in
+# float16, ~37.5-38.6 in float32/bfloat16) and a little beyond.
+BREAK_MAX_EXP = {"float32": 39.0, "bfloat16": 39.0, "float16": 6.0}
+MAX_SCALE_EXP = max(BREAK_MAX_EXP.values())
 
 
 @dataclass
@@ -201,44 +206,51 @@ def write_csv(rows: list[list]) -> str:
 
 
 def break_view(r: losses.BreakResult) -> tuple[list[list], str]:
+    """The table (each computation, its distance from the float64 reference, its verdict) and the verdict text,
+    every word of it decided by `losses.break_judgement` from the numbers in the table."""
+    judged = losses.break_judgement(r)
     rows = []
-    for name, value in [
-        ("naive manual", r.naive),
-        ("stable manual (log-sum-exp)", r.stable),
-        ("F.cross_entropy", r.torch),
-    ]:
-        finite = math.isfinite(value)
-        diff = _fmt_diff(value - r.reference) if finite and math.isfinite(r.reference) else "-"
-        rows.append([name, _fmt(value), "yes" if finite else "NO", diff])
-    rows.append(["float64 reference", _fmt(r.reference), "yes" if math.isfinite(r.reference) else "NO", "0"])
-    return rows, _break_verdict(r)
+    for key, name in losses.BREAK_NAMES.items():
+        value = getattr(r, key)
+        ref_ok = math.isfinite(value) and math.isfinite(r.reference)
+        status, why = judged[key]
+        rows.append([name, _fmt(value), _fmt_diff(value - r.reference) if ref_ok else "-", status])
+    rows.append(["float64 reference", _fmt(r.reference), "0", "reference"])
+    return rows, _break_verdict(r, judged)
 
 
-def _break_verdict(r: losses.BreakResult) -> str:
+def _break_verdict(r: losses.BreakResult, judged: dict) -> str:
     limit = math.log(torch.finfo(losses.BREAK_DTYPES[r.dtype]).max)  # 88.7 (float32, bfloat16), 11.1 (float16)
-    scale = f"{r.scale:,.0f}" if r.scale >= 100 else f"{r.scale:.3g}"
-    head = f"Scale {scale} in {r.dtype}: the largest |logit| is {r.max_abs_logit:,.4g}; "
-    if not r.logits_finite:
-        biggest = torch.finfo(losses.BREAK_DTYPES[r.dtype]).max
-        msg = (
-            f"the scaled logits no longer fit {r.dtype} (its largest number is {biggest:,.0f}):"
-            " they are already inf before any loss is computed, so no formula can help. Lower the scale."
-        )
-        cls = "pg-bad"
-    elif not r.finite["naive"]:
-        msg = (
-            f"exp overflows {r.dtype} above e^{limit:.1f}, so the naive sum is inf and the loss {_fmt(r.naive)}; "
-            "log-sum-exp and F.cross_entropy subtract the largest logit first and stay finite."
-        )
-        cls = "pg-bad"
+    if math.isinf(r.max_logit):
+        fate = f"it overflowed in the cast: {r.dtype}'s largest number is e^{limit:.1f}"
     else:
-        msg = f"every exp stays below e^{limit:.1f}, the largest {r.dtype} number: all three agree. Raise the scale."
-        cls = "pg-ok"
-    return f"<p id='ce-break-verdict' class='{cls}'>{html.escape(head + msg)}</p>"
+        fate = f"e^{r.max_logit:,.4g} {'overflows' if r.exp_overflows else 'fits'}: {r.dtype}'s limit is e^{limit:.1f}"
+    head = f"In {r.dtype}, logits \u00d7 {r.scale:,.4g}: the largest logit is {r.max_logit:,.4g} ({fate})."
+    lines = [html.escape(head)]
+    if r.neg_inf:
+        targets = f"{r.target_neg_inf} of them a target" if r.target_neg_inf else "none of them a target"
+        lines.append(html.escape(f"{r.neg_inf} logit(s) became -inf in the cast: probability 0, {targets}."))
+    if not math.isfinite(r.reference):
+        lines.append(html.escape(
+            f"Even the float64 reference on these cast logits is {_fmt(r.reference)}: the logits themselves no "
+            "longer hold the answer, so no formula can recover it. Lower x."
+        ))
+    agree = [losses.BREAK_NAMES[k] for k, (st, _) in judged.items() if st == "agrees"]
+    if len(agree) == 3:
+        tol = losses.break_tolerance(r)
+        lines.append(html.escape(f"All three agree with the float64 reference (within {tol:.2g}). Raise x."))
+    else:
+        if agree:
+            lines.append(html.escape(f"Agree with the reference: {', '.join(agree)}."))
+        for key, (status, why) in judged.items():
+            if status != "agrees":
+                lines.append(html.escape(f"{losses.BREAK_NAMES[key]}: {status} ({why})."))
+    cls = "pg-ok" if len(agree) == 3 else "pg-bad"
+    return f"<div id='ce-break-verdict' class='{cls}'>" + "".join(f"<p>{x}</p>" for x in lines) + "</div>"
 
 
 def _fmt(v: float) -> str:
-    return f"{v:.8f}" if math.isfinite(v) and abs(v) < 1e6 else f"{v:.6g}"
+    return f"{v:.8f}" if math.isfinite(v) and abs(v) < 1e6 else f"{v:.10g}"  # enough digits to check a verdict
 
 
 def _fmt_diff(d: float) -> str:
@@ -264,14 +276,23 @@ def score(model_choice: str, text: str, session: dict):
 @common.friendly
 @common.gpu(duration=15)
 def break_naive(model_choice: str, text: str, scale_exp: float, dtype: str, session: dict):
-    """Scale the model's logits for this text by 10^scale_exp, cast to dtype, and compute the loss three ways."""
+    """Scale the model's logits for this text so the largest |logit| is 10^scale_exp, cast to dtype, and compute
+    the loss three ways beside a float64 reference."""
     check_text(text, "text", LIMITS.max_text_chars)
-    exp = check_float(scale_exp, "The logit scale exponent", 0.0, MAX_SCALE_EXP)
     if dtype not in losses.BREAK_DTYPES:
         raise ValueError(f"Choose a dtype among {list(losses.BREAK_DTYPES)}, got {dtype!r}.")
+    exp = check_float(scale_exp, f"The logit scale exponent x (in {dtype})", 0.0, BREAK_MAX_EXP[dtype])
     sc = score_text(common.resolve_bundle(model_choice, session), text)
-    rows, verdict = break_view(losses.break_it(sc.logits, sc.targets, 10.0**exp, dtype))
+    scale = losses.scale_for_largest(sc.logits, 10.0**exp)
+    rows, verdict = break_view(losses.break_it(sc.logits, sc.targets, scale, dtype))
     return {"headers": BREAK_HEADERS, "data": rows}, verdict
+
+
+def break_range(dtype: str, x):
+    """The slider's range for this dtype (float16 runs out near 10^4.8, float32 and bfloat16 near 10^38.5)."""
+    top = BREAK_MAX_EXP.get(dtype, BREAK_MAX_EXP["float32"])
+    x = float(x) if isinstance(x, (int, float)) and math.isfinite(x) else 1.0
+    return gr.Slider(minimum=0.0, maximum=top, value=min(max(x, 0.0), top))
 
 
 # ------------------------------------------------------------------------------------------------ layout
@@ -307,10 +328,10 @@ def build(ctx: common.TabContext) -> None:
                 with gr.Accordion("Break it: scale the logits, change the dtype", open=True, elem_id="ce-break"):
                     scale_exp = gr.Slider(
                         0.0,
-                        MAX_SCALE_EXP,
-                        value=0.0,
-                        step=0.1,
-                        label="Logit scale = 10^x (x = 0: the model's own logits; 2: a hundred times sharper)",
+                        BREAK_MAX_EXP["float32"],
+                        value=1.0,
+                        step=0.05,
+                        label="Logit scale: the logits are multiplied so that the largest logit is 10^x",
                         elem_id="ce-scale",
                     )
                     dtype = gr.Radio(
@@ -331,6 +352,7 @@ def build(ctx: common.TabContext) -> None:
             api_name="ce_score",
             **common.LIGHT,
         )
+        dtype.change(break_range, [dtype, scale_exp], [scale_exp], api_name="ce_break_range", **common.LIGHT)
         brk.click(
             break_naive,
             [model, text, scale_exp, dtype, ctx.session],

@@ -171,7 +171,7 @@ def train(source: str, corpus_name: str, text: str, vocab_size, model_type: str,
         data = check_text(text, "training text", TRAIN_CHARS)
         where = f"{len(data):,} pasted characters"
     start = time.perf_counter()
-    tok = tk.train_tokenizer(data, vocab_size, model_type)
+    tok, fitted = _train_fitting(data, vocab_size, model_type)
     seconds = time.perf_counter() - start
     session = dict(session or {})
     mine = dict(session.get("tokenizers") or {})
@@ -180,12 +180,42 @@ def train(source: str, corpus_name: str, text: str, vocab_size, model_type: str,
     session["tokenizers"] = mine
     path = _download_file(name, tok.to_bytes())
     status = (
-        f"Trained **{name}** on {where} in {seconds:.1f} s. It is now in the tokenizer lists above "
-        f"(this session only); download its `.model` file below."
+        f"Trained **{name}** ({tok.vocab_size:,} pieces) on {where} in {seconds:.1f} s.{fitted} It is now in the "
+        f"tokenizer lists above (this session only); download its `.model` file below."
     )
     pick = gr.Dropdown(choices=choices(session), value=name)
     other = gr.Dropdown(choices=[NONE, *choices(session)])
     return session, status, str(path), pick, other
+
+
+FIT_COVERAGE = 0.98  # the lowest character_coverage SentencePiece accepts
+
+
+def _train_fitting(data: str, vocab_size: int, model_type: str):
+    """Train with the course's settings; if the vocabulary cannot hold the characters that its coverage (0.995)
+    keeps, train again with coverage 0.98, so that rarer characters become byte pieces, and say so.
+    Returns the tokenizer and a sentence for the status ("" when nothing was changed)."""
+    try:
+        return tk.train_tokenizer(data, vocab_size, model_type), ""
+    except ValueError as exc:
+        first = re.search(r"needs at least (\d+) pieces", str(exc))
+        if not first:
+            raise
+    try:
+        tok = tk.train_tokenizer(data, vocab_size, model_type, character_coverage=FIT_COVERAGE)
+    except ValueError as exc:
+        again = re.search(r"needs at least (\d+) pieces", str(exc))
+        least = again.group(1) if again else first.group(1)
+        raise ValueError(
+            f"Vocabulary size {vocab_size} is too small for this text: the smallest that trains is {least} "
+            f"(with character coverage lowered to {FIT_COVERAGE}; {first.group(1)} at the course's "
+            f"{tk.COURSE_SETTINGS['character_coverage']}). Choose at least {least}."
+        ) from None
+    return tok, (
+        f" With the course's character coverage {tk.COURSE_SETTINGS['character_coverage']} it needs at least "
+        f"{first.group(1)} pieces, so it was trained with coverage {FIT_COVERAGE}: the rarest characters are "
+        "spelled as byte pieces."
+    )
 
 
 def _download_file(name: str, data: bytes) -> Path:

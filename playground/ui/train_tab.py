@@ -67,14 +67,18 @@ class Run:
     sample: str = ""
     tokens_per_s: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)  # one step at a time on this model
+    stop: threading.Event = field(default_factory=threading.Event, repr=False)  # Stop pressed: no further step
+    running: bool = False  # a burst is taking steps
+    burst_start: int = 0  # the step the current (or last) burst started from
+    burst_t0: float = 0.0  # and when (perf_counter)
 
     # On ZeroGPU the session (and this run in it) is pickled into each spaces.GPU call and back out with every
     # update: a lock cannot be pickled, and each process needs its own anyway (tests/unit/test_zero_gpu_state.py).
     def __getstate__(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k != "lock"}
+        return {k: v for k, v in self.__dict__.items() if k not in ("lock", "stop")}
 
     def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state, lock=threading.Lock())
+        self.__dict__.update(state, lock=threading.Lock(), stop=threading.Event())
 
 
 # ------------------------------------------------------------------------------------------ checking inputs
@@ -85,21 +89,47 @@ def _shape(arch, n_layer, n_head, n_embd, context) -> dict:
         "n_embd": check_int(n_embd, "Width (embedding size)", 16, 768),
         "context": check_int(context, "Context length", 8, 1024),
     }
-    if shape["n_embd"] % shape["n_head"]:
-        raise ValueError(f"Width {shape['n_embd']} must be divisible by the {shape['n_head']} heads.")
+    # No divisibility rule: like the course (and gpt.py), each head gets n_embd // n_head dimensions and the
+    # heads concatenate to n_head * head size (384 / 7 heads: 54 each, 378 together), projected back to n_embd.
+    if shape["n_head"] > shape["n_embd"]:
+        raise ValueError(f"{shape['n_head']} heads need a width of at least {shape['n_head']} (one dimension each).")
     if arch not in ("gpt", "llama"):
         raise ValueError(f"Architecture must be gpt or llama, got {arch!r}.")
     return shape
 
 
-def _preset_name(preset: str) -> str:
-    return MODEL_PRESET.get(preset, "tiny")
+def _preset_name(preset: str, arch: str = "gpt") -> str:
+    """The model module's preset behind a UI preset; a module without it (llama has no "course") starts from tiny
+    (every shape knob of the UI is given anyway)."""
+    import importlib
+
+    name = MODEL_PRESET.get(preset, "tiny")
+    return name if name in importlib.import_module(f"playground.{arch}").PRESETS else "tiny"
+
+
+def heads_note(shape: dict) -> str:
+    """How the width splits into heads, in words: exact, or rounded down as in the course (384 / 7)."""
+    nh, c = shape["n_head"], shape["n_embd"]
+    hs = c // nh
+    if hs * nh == c:
+        return f"{nh} heads of {hs} dimensions"
+    return f"{nh} heads of {c} // {nh} = {hs} dimensions, concatenated to {nh * hs} and projected back to {c}"
+
+
+def _config(arch: str, preset: str, shape: dict, vocab_size: int):
+    """The model config of the knobs. A Llama whose head count its preset's k/v heads do not divide (7 heads,
+    2 k/v heads) gets one k/v head per query head (plain multi-head attention) instead of an error."""
+    if arch != "llama":
+        return train.model_config(arch, _preset_name(preset, arch), vocab_size, **shape)
+    config = train.model_config(arch, _preset_name(preset, arch), vocab_size, **{**shape, "n_head": None})
+    nh = shape["n_head"]
+    return dataclasses.replace(config, n_heads=nh, n_kv_heads=None if nh % config.kv_heads else config.n_kv_heads)
 
 
 def _build(arch: str, preset: str, shape: dict, vocab_size: int, batch: int = 1) -> torch.nn.Module:
     """A fresh model, refused (ValueError) if it is bigger than this machine lets a learner train."""
     # count first, from the shapes alone: no memory (and no seconds) spent on a model we will refuse
-    config = train.model_config(arch, _preset_name(preset), vocab_size, **shape)
+    config = _config(arch, preset, shape, vocab_size)
     n = introspect.param_count_of(config).total
     if n > LIMITS.max_train_params:
         raise ValueError(
@@ -107,7 +137,10 @@ def _build(arch: str, preset: str, shape: dict, vocab_size: int, batch: int = 1)
         )
     memory.check_train_memory(config, batch, shape["context"])  # weights + optimizer + one batch's activations
     torch.manual_seed(0)  # the same knobs give the same starting weights
-    return train.build_model(arch, _preset_name(preset), vocab_size, **shape).to(common.DEVICE)
+    from playground.gpt import GPT
+    from playground.llama import Transformer
+
+    return (GPT if arch == "gpt" else Transformer)(config).to(common.DEVICE)
 
 
 def _train_config(lr, batch, total_steps, warmup, mode, amount, prompt) -> tuple[train.TrainConfig, int | None]:
@@ -156,6 +189,7 @@ def _data_for(source: str, text: str | None, file, tokenizer, context: int) -> d
     if source not in corpus.corpus_names():
         raise ValueError(f"Unknown training data {source!r}; choose one of {SOURCES}.")
     d = data.corpus_data(source, tokenizer)  # encoded once per process and shared read-only
+    _PREP["ready"].add(source)
     d.check_fits(context)
     return d
 
@@ -354,6 +388,83 @@ def _tokenizer():
     return _TOKENIZER[0]
 
 
+# What the first burst of a fresh server needs (the tokenizer, the default corpus encoded, PyTorch's first
+# backward pass) is prepared by a background thread started when the tab is built; a Start meanwhile says so.
+_PREP = {"thread": None, "note": "", "ready": set()}  # ready: corpus names whose ids are in memory
+_PREP_LOCK = threading.Lock()
+
+
+def prepare(source: str = "austen") -> None:
+    """Load the tokenizer, encode `source` (cached on disk and in memory) and run one tiny training step."""
+    _PREP["note"] = "loading the tokenizer"
+    tokenizer = _tokenizer()
+    _PREP["note"] = f"encoding the {source} corpus into token ids (once per server)"
+    d = data.corpus_data(source, tokenizer)
+    _PREP["ready"].add(source)
+    _PREP["note"] = "warming up PyTorch (a first evaluation and training step)"
+    _warm_up(tokenizer, d)
+    _PREP["note"] = ""
+
+
+def _warm_up(tokenizer, d: data.TokenData) -> None:
+    """An evaluation and two steps of a throwaway model of the tiny preset's shape: PyTorch's first passes of a
+    process are several times slower than the next ones. The weights are built on the meta device and filled
+    without random numbers, so the shared random generator that seeds learners' models is never touched."""
+    tiny = PRESETS["tiny"]
+    shape = {k: tiny[k] for k in ("n_layer", "n_head", "n_embd", "context")}
+    with torch.device("meta"):
+        model = train.build_model("gpt", "tiny", tokenizer.vocab_size, **shape)
+    model = model.to_empty(device=common.DEVICE)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.linspace(-0.02, 0.02, p.numel()).view_as(p))
+    cfg, _ = _train_config(tiny["lr"], tiny["batch"], tiny["steps"], 20, "steps", 2, DEFAULT_PROMPT)
+    train.evaluate(model, d, cfg)
+    for _ in train.train_steps(model, d, dataclasses.replace(cfg, sample_tokens=0), max_steps=2):
+        pass
+
+
+def start_preparing(source: str = "austen") -> threading.Thread:
+    """Start `prepare` once per process in a daemon thread (a failure is logged; Start then does the work)."""
+
+    def work():
+        try:
+            prepare(source)
+        except Exception:  # noqa: BLE001 - preparation is an optimisation: Start does the same work if it failed
+            log.exception("preparing the Train tab failed")
+            _PREP["note"] = ""
+
+    with _PREP_LOCK:
+        if _PREP["thread"] is None:
+            _PREP["thread"] = threading.Thread(target=work, name="pg-train-prepare", daemon=True)
+            _PREP["thread"].start()
+        return _PREP["thread"]
+
+
+def _preparing_note(source: str) -> str | None:
+    """What a Start must wait for before its first step, in words, or None when nothing is pending."""
+    if _PREP["note"]:
+        return f"Preparing the first run: {_PREP['note']}..."
+    if source in corpus.corpus_names() and source not in _PREP["ready"]:
+        return f"Preparing: encoding the {source} corpus into token ids (once per server)..."
+    return None
+
+
+SLOW_ON_CPU = 5_000_000  # parameters above which a CPU step takes seconds: Start says so before the first step
+
+
+def _speed_note(model) -> str:
+    """An honest word before a big model's first step on a CPU, "" otherwise."""
+    n = introspect.count_params(model).total
+    if common.DEVICE.type != "cpu" or n <= SLOW_ON_CPU:
+        return ""
+    return (
+        f"Built a {n / 1e6:.1f}M-parameter model. This machine has no GPU: scoring the untrained model and each "
+        f"training step take seconds here (milliseconds on a GPU), and a burst stops after "
+        f"{LIMITS.max_train_seconds:.0f} s. The first step follows the step-0 evaluation."
+    )
+
+
 def _session(session) -> dict:
     return session if isinstance(session, dict) else common.new_session()
 
@@ -373,47 +484,62 @@ def _bundle(run: Run) -> checkpoints.Bundle:
     return checkpoints.Bundle(run.model, run.tokenizer, info)
 
 
+def _record(run: Run, r) -> None:
+    """Keep one step's results on the run (losses, evaluations, sample, speed)."""
+    if r.loss is not None:
+        run.losses.append((r.step, r.loss))
+    if r.val_loss is not None:
+        run.evals.append((r.step, r.train_loss, r.val_loss))
+    if r.sample:
+        run.sample = r.sample
+    run.tokens_per_s = r.tokens_per_s
+
+
 def _burst(run: Run, session: dict, max_steps: int | None, attn_prompt: str, layer):
     """Run one burst, yielding a screen update at most every UI_EVERY seconds and a full one at the end."""
     common.touch(run.model)  # in use: reclaimed last under memory pressure
     it = train.train_steps(run.model, run.data, run.cfg, run.state, max_steps=max_steps)
     start, shown, t0 = run.state.step, 0.0, time.perf_counter()
-    while True:
-        scheduler.pause_for_light()  # a keystroke elsewhere goes first (at most a fraction of a second)
-        # One step at a time under the run's lock: after a Stop, a step still finishing in the cancelled
-        # burst's thread completes before a new burst touches the same model.
+    with run.lock:
+        run.stop.clear()
+        run.running, run.burst_start, run.burst_t0 = True, start, t0
+    try:
+        while True:
+            scheduler.pause_for_light()  # a keystroke elsewhere goes first (at most a fraction of a second)
+            # One step at a time under the run's lock, and none after Stop: Stop sets `run.stop` under the same
+            # lock, so the step running when it is pressed is the last one, and an update built before it (also
+            # under the lock) is the last "training..." one. After a Stop, a step still finishing in the cancelled
+            # burst's thread completes before a new burst touches the same model.
+            update = None
+            with run.lock:
+                r = None if run.stop.is_set() else next(it, None)
+                if r is None or r.last:
+                    if r is not None:
+                        _record(run, r)
+                    break
+                _record(run, r)
+                # others wait for the slot and this turn had its share (scheduler.py): end here, without the last
+                # evaluation and sample, which would cost a waiting learner as much time again as a short turn
+                if scheduler.turn_over():
+                    break
+                if max_steps is not None:
+                    burst = (r.step - start, max_steps)
+                else:
+                    burst = (round(time.perf_counter() - t0, 1), run.cfg.max_seconds)
+                if time.perf_counter() - shown >= UI_EVERY:
+                    shown = time.perf_counter()
+                    update = (status_html(run, "training...", burst), loss_frame(run), lr_frame(run), run.sample)
+            if update is not None:
+                yield (*update, gr.skip(), gr.skip(), session)
+    finally:
         with run.lock:
-            r = next(it, None)
-        if r is None:
-            break
-        if r.loss is not None:
-            run.losses.append((r.step, r.loss))
-        if r.val_loss is not None:
-            run.evals.append((r.step, r.train_loss, r.val_loss))
-        if r.sample:
-            run.sample = r.sample
-        run.tokens_per_s = r.tokens_per_s
-        if max_steps is not None:
-            burst = (r.step - start, max_steps)
-        else:
-            burst = (round(time.perf_counter() - t0, 1), run.cfg.max_seconds)
-        # others wait for the slot and this turn had its share (scheduler.py): end here, without the last
-        # evaluation and sample, which would cost a waiting learner as much time again as a short turn
-        if r.last or scheduler.turn_over():
-            break
-        if time.perf_counter() - shown >= UI_EVERY:
-            shown = time.perf_counter()
-            yield (
-                status_html(run, "training...", burst),
-                loss_frame(run),
-                lr_frame(run),
-                run.sample,
-                gr.skip(),
-                gr.skip(),
-                session,
-            )
+            run.running = False
     session["trained"] = _bundle(run)
     scheduler.end_turn()  # training done: the next learner's turn starts while the maps are drawn
+    if run.stop.is_set():  # the same final status as the Stop button's own answer, whichever arrives last
+        status = status_html(run, stop_note(run))
+        yield status, loss_frame(run), lr_frame(run), run.sample, gr.skip(), gr.skip(), session
+        return
     grid, labelled = attention_views(run, attn_prompt, layer)
     note = f"burst done: {run.state.step - start} steps in {time.perf_counter() - t0:.1f} s"
     if run.state.step >= run.cfg.steps:
@@ -422,8 +548,10 @@ def _burst(run: Run, session: dict, max_steps: int | None, attn_prompt: str, lay
         note += " - one step takes longer than a burst here: lower the batch size, the context or the width"
     if scheduler.turn_note():
         note += f" ({scheduler.turn_note()})"
+    seconds = round(time.perf_counter() - t0, 1)
+    done = (run.state.step - start, max_steps) if max_steps is not None else (seconds, run.cfg.max_seconds)
     yield (
-        status_html(run, note, burst if run.state.step > start else None, scheduler.turn_attrs()),
+        status_html(run, note, done if run.state.step > start else None, scheduler.turn_attrs()),
         loss_frame(run),
         lr_frame(run),
         run.sample,
@@ -486,10 +614,16 @@ def start(
     session = _session(session)
     shape = _shape(arch, n_layer, n_head, n_embd, context)
     cfg, max_steps = _train_config(lr, batch, total, warmup, mode, amount, prompt)
+    waiting = _preparing_note(source)
+    if waiting:  # say what the wait is for, instead of "No model yet" (the work itself waits on the data lock)
+        yield (status_html(session.get("train_run"), waiting), *[gr.skip()] * 5, session)
     tokenizer = _tokenizer()
     d = _data_for(source, text, file, tokenizer, shape["context"])
     model = _build(arch, preset, shape, tokenizer.vocab_size, cfg.batch_size)
     model = common.register_trainable(model, "model", session)  # memory bounds: all learners, this visitor
+    slow = _speed_note(model)
+    if slow:
+        yield (status_html(session.get("train_run"), slow), *[gr.skip()] * 5, session)
     run = Run(model, tokenizer, d, train.new_state(model, cfg), cfg, arch, shape, source)
     # Step 0 on the curves: the untrained model, scored on the same windows as every later evaluation.
     ev = _step0_eval(model, d, cfg, (source, arch, preset, tuple(shape.items())) if source != MY_TEXT else None)
@@ -542,6 +676,8 @@ def resume(
 @common.friendly
 def reset(session):
     session = _session(session)
+    if session.get("train_run") is not None:
+        session["train_run"].stop.set()  # a burst still running ends after its current step
     session["train_run"] = None
     session["trained"] = None
     return (
@@ -555,21 +691,39 @@ def reset(session):
     )
 
 
+def stop_note(run: Run) -> str:
+    return f"stopped at step {run.state.step:,} ({run.state.step - run.burst_start} steps in this burst)"
+
+
 def stopped(session):
+    """Stop: no step after the one now running. Waits for that step (the run's lock), then shows the final state.
+
+    Gradio also cancels the burst's event (needed for a burst still waiting in the queue); the burst itself, if
+    its answer still gets through, ends with this same status.
+    """
     run = _session(session).get("train_run")
-    return status_html(run, "stopped" if run is not None else "")
+    if run is None:
+        return status_html(None, "Nothing is training: press Start.")
+    with run.lock:
+        was_running = run.running
+        run.stop.set()
+        step = run.state.step
+    if not was_running:
+        return status_html(run, f"Not training: the run is at step {step:,}.")
+    return status_html(run, stop_note(run))
 
 
 def param_info(arch, preset, n_layer, n_head, n_embd, context) -> str:
     """The parameter count of the knobs' model, shown live (a message instead of an error while typing)."""
     try:
         shape = _shape(arch, n_layer, n_head, n_embd, context)
-        config = train.model_config(arch, _preset_name(preset), _tokenizer().vocab_size, **shape)
+        config = _config(arch, preset, shape, _tokenizer().vocab_size)
     except (ValueError, TypeError) as exc:
         return f"<span class='pg-bad' id='train-params-inner'>{html.escape(str(exc))}</span>"
     count = introspect.param_count_of(config)
     warn = " (over this machine's training limit)" if count.total > LIMITS.max_train_params else ""
-    return f"<span id='train-params-inner' data-params='{count.total}'>{html.escape(count.describe())}{warn}</span>"
+    text = f"{count.describe()}; {heads_note(shape)}{warn}"
+    return f"<span id='train-params-inner' data-params='{count.total}'>{html.escape(text)}</span>"
 
 
 def apply_preset(preset):
@@ -608,6 +762,7 @@ def download(session):
 # ------------------------------------------------------------------------------------------------ layout
 def build(ctx: common.TabContext) -> None:
     tiny = PRESETS["tiny"]
+    start_preparing()  # the first Start of a fresh server should not wait for the corpus encoding
     with gr.Tab("Train", id="train", elem_id="tab-train"):
         with gr.Row():
             with gr.Column(scale=2, min_width=320):

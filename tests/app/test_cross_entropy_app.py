@@ -85,23 +85,65 @@ def test_text_is_escaped_in_the_chips(client, model_source):
 
 
 @pytest.mark.parametrize(
-    "dtype, exp, naive_finite",
-    [("float32", 0.0, "yes"), ("float32", 3.0, "NO"), ("bfloat16", 3.0, "NO"), ("float16", 2.0, "NO")],
+    "dtype, exp, naive",
+    [("float32", 1.0, "agrees"), ("float32", 3.0, "broken"), ("bfloat16", 3.0, "broken"), ("float16", 2.0, "broken")],
 )
-def test_break_it(client, model_source, dtype, exp, naive_finite):
+def test_break_it(client, model_source, dtype, exp, naive):
     table, verdict = client.predict(model_source, DEFAULT_TEXT, exp, dtype, api_name="/ce_break")
     rows = {r[0]: r for r in table["data"]}
-    assert rows["naive manual"][2] == naive_finite
-    assert rows["stable manual (log-sum-exp)"][2] == "yes" and rows["F.cross_entropy"][2] == "yes"
+    assert (rows["naive manual"][3] in ("nan", "inf")) == (naive == "broken")
+    assert rows["stable manual (log-sum-exp)"][3] == "agrees" and rows["F.cross_entropy"][3] == "agrees"
     ref = float(rows["float64 reference"][1])
     rel = 1e-5 if dtype == "float32" else 2e-2
     assert float(rows["stable manual (log-sum-exp)"][1]) == pytest.approx(ref, rel=rel)
-    assert dtype in verdict and ("overflows" in verdict) == (naive_finite == "NO")
+    assert dtype in verdict and ("overflows" in verdict) == (naive == "broken")
+    assert f"the largest logit is {10**exp:,.4g}" in verdict
+
+
+def _verdicts(table) -> dict:
+    return {r[0]: r[3] for r in table["data"]}
+
+
+def test_break_it_verdicts_follow_the_numbers(client, model_source):
+    """Every verdict on screen is what its own number says against the float64 reference on screen."""
+    import torch
+
+    from playground import losses
+
+    for dtype, xs in [("float16", [1.0, 1.1, 4.5, 4.9]), ("float32", [1.9, 2.0, 38.0])]:
+        for x in xs:
+            table, verdict = client.predict(model_source, DEFAULT_TEXT, x, dtype, api_name="/ce_break")
+            ref = float(table["data"][-1][1])
+            tol = losses.AGREE_ULPS * torch.finfo(losses.BREAK_DTYPES[dtype]).eps * max(1, abs(ref))
+            for name, value, _, status in table["data"][:3]:
+                v = float(value)
+                if status == "agrees":
+                    assert math.isfinite(v) and abs(v - ref) <= tol * 1.0001, (dtype, x, name, v, ref)
+                else:
+                    assert not (math.isfinite(v) and abs(v - ref) <= tol) and status in ("off", "nan", "inf")
+                    assert f"{name}: {status}" in verdict
+            assert ("All three agree" in verdict) == all(r[3] == "agrees" for r in table["data"][:3])
+            assert ("no formula can recover it" in verdict) == (not math.isfinite(ref))
+    # the walk the lesson describes, in float16: all agree -> naive breaks -> F.cross_entropy's float16 mean
+    # overflows while log-sum-exp is right -> the logits themselves overflow and nothing can help
+    walk = [_verdicts(client.predict(model_source, DEFAULT_TEXT, x, "float16", api_name="/ce_break")[0])
+            for x in (1.0, 1.1, 4.9)]
+    assert set(walk[0].values()) == {"agrees", "reference"}
+    assert walk[1]["naive manual"] in ("nan", "inf") and walk[1]["stable manual (log-sum-exp)"] == "agrees"
+    assert walk[2]["stable manual (log-sum-exp)"] in ("nan", "inf")
 
 
 def test_break_it_past_the_dtype_says_so(client, model_source):
     table, verdict = client.predict(model_source, DEFAULT_TEXT, 6.0, "float16", api_name="/ce_break")
-    assert "no longer fit float16" in verdict
+    assert "overflowed in the cast" in verdict and "no formula can recover it" in verdict
+
+
+def test_break_range_follows_the_dtype(client):
+    from playground.ui.cross_entropy_tab import BREAK_MAX_EXP
+
+    out = client.predict("float16", 20.0, api_name="/ce_break_range")
+    value = out["value"] if isinstance(out, dict) else out
+    assert value == BREAK_MAX_EXP["float16"] == 6.0
 
 
 @pytest.mark.parametrize(
@@ -120,7 +162,7 @@ def test_bad_inputs_give_clear_errors(client, model_source, args, message):
         client.predict(*args, api_name="/ce_score")
 
 
-@pytest.mark.parametrize("exp, dtype", [(9.0, "float32"), (1.0, "int8")])
+@pytest.mark.parametrize("exp, dtype", [(7.0, "float16"), (40.0, "float32"), (1.0, "int8")])
 def test_break_it_bad_settings(client, model_source, exp, dtype):
     with pytest.raises(AppError, match="maximum|choices|exponent|dtype"):
         client.predict(model_source, DEFAULT_TEXT, exp, dtype, api_name="/ce_break")

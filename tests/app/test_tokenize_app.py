@@ -58,6 +58,24 @@ def test_train_then_use_the_trained_tokenizer(fresh):
     assert "my unigram 300 #2" in status and "pasted" in status
 
 
+def test_lesson_step_4_vocabulary_300_trains_and_says_how(fresh):
+    """Tokenize lesson, step 4: bpe with vocabulary 300 on austen trains a 300-piece tokenizer; the status says
+    that coverage 0.995 needs more pieces, and which coverage was used instead."""
+    from playground import corpus
+    from playground import tokenizer as tk
+
+    status, path, choice, _ = fresh.predict(tt.CORPUS, "austen", "", 300, "bpe", api_name="/train_tokenizer")
+    least = int(re.search(r"needs at least (\d+) pieces", status).group(1))
+    assert "(300 pieces)" in status and f"coverage {tt.FIT_COVERAGE}" in status and least > 300
+    tok = tk.SentencePieceTokenizer(open(path, "rb").read())
+    assert tok.vocab_size == 300 and tk.trainer_settings(tok.to_bytes())["vocab_size"] == 300
+    with pytest.raises(ValueError, match=rf"needs at least {least} pieces"):  # the number is SentencePiece's own
+        tk.train_tokenizer(corpus.sample_corpus("austen", tt.TRAIN_CHARS), 300)
+    stats, *_ = fresh.predict("It is a truth universally acknowledged", choice["value"] if isinstance(choice, dict)
+                              else choice, BUNDLED, api_name="/tokenize")
+    assert "vocabulary 300" in stats
+
+
 def test_trained_tokenizers_are_per_session(fresh, app_url):
     fresh.predict(tt.CORPUS, "austen", "", 500, "bpe", api_name="/train_tokenizer")
     other = Client(app_url, verbose=False)
@@ -86,7 +104,7 @@ def test_bad_tokenize_inputs_give_clear_errors(client, args, message):
     [
         ((tt.CORPUS, "austen", "", 10, "bpe"),
          "(Vocabulary size must be a whole number from 64|less than minimum value 64)"),
-        ((tt.CORPUS, "austen", "", 100, "bpe"), "too small"),
+        ((tt.CORPUS, "austen", "", 100, "bpe"), r"too small for this text: the smallest that trains is \d+"),
         ((tt.PASTE, "austen", "tiny text", 5000, "bpe"), "too big for this text"),
         ((tt.PASTE, "austen", "   ", 500, "bpe"), "empty"),
         ((tt.CORPUS, "shakespeare", "", 500, "bpe"), "(unknown corpus|not in the list of choices)"),

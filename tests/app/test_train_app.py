@@ -87,13 +87,48 @@ def test_stop_cancels_a_running_burst(learner):
         time.sleep(0.2)
     t0 = time.time()
     status = learner.predict(api_name="/train_stop")
-    assert "stopped" in status
+    at = step_of(status)
+    assert f"stopped at step {at:,}" in status and "training..." not in status
     job.cancel()
     assert time.time() - t0 < 20
-    # a new burst waits for the cancelled step to finish, then continues from where the run stopped
-    stopped_at = step_of(learner.predict(api_name="/train_stop"))
+    time.sleep(1.0)  # anything the cancelled burst still sends arrives by now
+    for out in job.outputs()[-1:]:  # the burst's own last word, if it got through, says the same
+        assert step_of(out[0]) == at and "training..." not in out[0]
+    # no step after Stop answered: the run is still at that step, and says it is not training
+    again = learner.predict(api_name="/train_stop")
+    assert step_of(again) == at and "Not training" in again
     out = learner.predict(*knobs(amount=2), api_name="/train_continue")
-    assert step_of(out[0]) == stopped_at + 2
+    assert step_of(out[0]) == at + 2
+
+
+def test_course_preset_shape_is_the_models(learner):
+    """384 wide, 7 heads: what gpt.py builds (54 per head, 378 concatenated), so no divisibility complaint."""
+    from playground import introspect, train
+
+    layers, heads, width, context = learner.predict("course (GPU)", api_name="/train_preset")[:4]
+    html = learner.predict("gpt", "course (GPU)", layers, heads, width, context, api_name="/train_params")
+    model = train.build_model("gpt", "course", 4096)
+    assert model.h[0].attn.head_size == 54 and model.h[0].attn.attn_dim == 378
+    assert f"data-params='{introspect.count_params(model).total}'" in html
+    assert "384 // 7 = 54" in html and "378" in html and "pg-bad" not in html
+    html = learner.predict("llama", "course (GPU)", layers, heads, width, context, api_name="/train_params")
+    assert "pg-bad" not in html and "data-params=" in html  # k/v heads follow the 7 query heads
+
+
+@pytest.mark.slow
+def test_course_preset_starts(app_url):
+    """Start with "course (GPU)" trains on a CPU too: it first says that steps take seconds here."""
+    from gradio_client import Client
+
+    from playground.ui.train_tab import PRESETS
+
+    p = PRESETS["course (GPU)"]
+    other = Client(app_url, verbose=False)
+    args = knobs(preset="course (GPU)", n_layer=p["n_layer"], n_head=p["n_head"], n_embd=p["n_embd"],
+                 context=p["context"], lr=p["lr"], batch=p["batch"], total=p["steps"], amount=1)
+    updates = list(other.submit(*args, api_name="/train_start"))
+    assert any(re.search(r"Built a [\d.]+M-parameter model", u[0]) and "no GPU" in u[0] for u in updates)
+    assert step_of(updates[-1][0]) == 1 and "burst done: 1 steps" in updates[-1][0]
 
 
 def test_attention_maps_and_param_count(learner):
@@ -126,8 +161,8 @@ def test_download_gives_a_loadable_checkpoint(learner, tmp_path):
 def test_bad_inputs_give_clear_errors(learner):
     from gradio_client.exceptions import AppError
 
-    with pytest.raises(AppError, match="divisible"):
-        learner.predict(*knobs(n_embd=30, n_head=4), api_name="/train_start")
+    with pytest.raises(AppError, match="head_dim must be even"):  # rotary embeddings need pairs
+        learner.predict(*knobs(arch="llama", n_embd=30, n_head=2), api_name="/train_start")
     with pytest.raises(AppError, match="minimum|Learning rate"):
         learner.predict(*knobs(lr=-1), api_name="/train_start")
     with pytest.raises(AppError, match="tokens in all"):
@@ -149,3 +184,19 @@ def test_pasted_text_trains(learner):
     text = "It is a truth universally acknowledged, that a single man in possession of a good fortune.\n" * 60
     out = learner.predict(*knobs(source=MY_TEXT, text=text, amount=5), api_name="/train_start")
     assert step_of(out[0]) == 5
+
+
+def test_prepare_readies_the_first_burst_without_touching_the_rng():
+    """The start-up preparation (run in-process here) encodes the default corpus and warms PyTorch up, and leaves
+    the shared random generator, which seeds every learner's model, exactly as it was."""
+    import torch
+
+    from playground.ui import train_tab as tt
+
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    tt.prepare("austen")
+    assert torch.equal(torch.get_rng_state(), before)
+    assert "austen" in tt._PREP["ready"] and tt._preparing_note("austen") is None
+    if "kjv" not in tt._PREP["ready"]:  # a corpus not prepared yet: Start says what it waits for
+        assert "encoding the kjv corpus" in tt._preparing_note("kjv")

@@ -207,6 +207,74 @@ def test_break_it_reports_the_three_and_the_reference():
     assert not overflow.logits_finite and overflow.max_abs_logit == math.inf
 
 
+def _judged(logits, targets, x, dtype):
+    r = losses.break_it(logits, targets, losses.scale_for_largest(logits, 10.0**x), dtype)
+    return r, {k: st for k, (st, _) in losses.break_judgement(r).items()}
+
+
+def test_scale_for_largest_puts_the_largest_logit_at_the_target():
+    logits, _ = sample(scale=3.0)
+    s = losses.scale_for_largest(logits, 100.0)
+    assert float((logits.double() * s).max()) == pytest.approx(100.0)
+    with pytest.raises(ValueError):
+        losses.scale_for_largest(torch.zeros(2, 5), 1.0)
+
+
+@pytest.mark.parametrize(
+    "dtype, x, expect",
+    [
+        # all agree -> naive breaks (exp of the largest logit, 10^x, passes the dtype's max) -> even log-sum-exp loses
+        ("float16", 1.0, {"naive": "agrees", "stable": "agrees", "torch": "agrees"}),
+        ("float16", 1.1, {"naive": "nan", "stable": "agrees", "torch": "agrees"}),
+        ("float16", 4.9, {"naive": "nan", "stable": "nan", "torch": "nan"}),
+        ("float32", 1.9, {"naive": "agrees", "stable": "agrees", "torch": "agrees"}),
+        ("float32", 2.0, {"naive": "nan", "stable": "agrees", "torch": "agrees"}),
+        ("float32", 38.0, {"naive": "nan", "stable": "inf", "torch": "inf"}),
+        ("bfloat16", 1.9, {"naive": "agrees", "stable": "agrees", "torch": "agrees"}),
+        ("bfloat16", 2.0, {"naive": "nan", "stable": "agrees", "torch": "agrees"}),
+    ],
+)
+def test_break_walk_per_dtype(dtype, x, expect):
+    """Each dtype's slider range walks through the three regimes; statuses are measured against float64."""
+    logits, _ = sample(shape=(60,), V=200, scale=3.0)
+    targets = logits.topk(3, dim=-1).indices[:, 2]  # the third guess: no target probability underflows to 0
+    r, status = _judged(logits, targets, x, dtype)
+    broken = {"nan", "inf"}  # which of the two depends on whether a target's own exp overflowed
+    assert {k: "broken" if v in broken else v for k, v in status.items()} == {
+        k: "broken" if v in broken else v for k, v in expect.items()
+    }, (r, losses.break_judgement(r))
+    for key, state in status.items():  # "agrees" means within the stated tolerance of the reference, nothing else
+        v = getattr(r, key)
+        assert (state == "agrees") == (math.isfinite(v) and abs(v - r.reference) <= losses.break_tolerance(r))
+
+
+def test_f_cross_entropy_float16_mean_overflows_while_each_loss_fits():
+    """F.cross_entropy on float16 (CPU) sums per-token losses in float16: two tokens of 40000 overflow 65504."""
+    z = torch.full((2, 4), -40000.0, dtype=torch.float64)
+    z[:, 0] = 0.0  # the targets are token 1: each loss is 40000 + log(1 + 2 e^-40000) ~ 40000, fine in float16
+    targets = torch.tensor([1, 1])
+    r = losses.break_it(z, targets, 1.0, "float16")
+    judged = losses.break_judgement(r)
+    assert r.reference == pytest.approx(40000.0) and math.isfinite(r.stable)
+    assert judged["stable"][0] == "agrees"
+    if math.isinf(r.torch):  # what this PyTorch does on the CPU; the verdict must follow the number either way
+        assert judged["torch"][0] == "inf" and "sum (8e+04)" in judged["torch"][1] and "float16" in judged["torch"][1]
+    else:
+        assert judged["torch"][0] == "agrees"
+
+
+def test_minus_inf_logits_alone_leave_the_stable_loss_right():
+    """Logits that overflow to -inf have probability 0: unless one is a target, log-sum-exp still agrees."""
+    z = torch.tensor([[3.0, 1.0, -1e6], [0.5, 2.0, -1e6]], dtype=torch.float64)
+    r = losses.break_it(z, torch.tensor([0, 1]), 1.0, "float16")
+    judged = losses.break_judgement(r)
+    assert r.neg_inf == 2 and r.pos_inf == 0 and r.target_neg_inf == 0 and not r.logits_finite
+    assert judged["stable"][0] == "agrees" and judged["torch"][0] == "agrees"
+    r = losses.break_it(z, torch.tensor([2, 1]), 1.0, "float16")  # now a target is -inf: p = 0, the loss is inf
+    assert r.target_neg_inf == 1 and r.reference == math.inf
+    assert "target logit" in losses.break_judgement(r)["stable"][1]
+
+
 @pytest.mark.parametrize("kw", [{"scale": 0.0}, {"scale": float("nan")}, {"scale": -1.0}, {"dtype": "int8"}])
 def test_break_it_rejects_bad_settings(kw):
     logits, targets = sample()

@@ -359,3 +359,41 @@ def test_orpo_config_rejects_bad_values():
     for bad in ({"steps": 0}, {"lr": 0.0}, {"lam": -1.0}, {"val_fraction": 1.0}, {"prompt_max_tokens": 300}):
         with pytest.raises(ValueError):
             ORPOConfig(**bad)
+
+
+def test_training_and_validation_nll_are_one_definition(tok):
+    """Two pairs with replies of different lengths: evaluate_pairs' nll and loss equal the training loss's
+    (score_pairs: token mean over all chosen reply tokens), computed here independently in float64."""
+    from playground import orpo
+
+    a = orpo.encode_example(tok, "Hi", "Hello there, how are you today? I am fine, thanks for asking me.", "No", 96)
+    b = orpo.encode_example(tok, "Tell me a long story about a cat", "No.", "Yes, once upon a time.", 96)
+    n_a = sum(lab != -100 for lab in a.chosen_labels)
+    n_b = sum(lab != -100 for lab in b.chosen_labels)
+    assert n_a > 2 * n_b  # lengths that make a token mean and a mean of per-pair means differ
+    model, lam = tiny_model("gpt", tok.vocab_size), 0.5
+    ids, labels = orpo.collate([a, b], tok.pad_id)
+    with torch.no_grad():
+        logp = torch.log_softmax(model(ids).double(), -1)[:, :-1]  # (4, T-1, V) float64, independent of orpo
+    targets = labels[:, 1:]
+    mask = targets != -100
+    picked = logp.gather(-1, targets.clamp(min=0)[..., None])[..., 0] * mask  # (4, T-1)
+    token_mean = float(-picked[:2].sum() / mask[:2].sum())
+    pair_mean = float((-picked[:2].sum(-1) / mask[:2].sum(-1)).mean())
+    assert abs(token_mean - pair_mean) > 1e-3  # the two definitions really differ on these pairs
+    with torch.no_grad():
+        train_out = orpo.score_pairs(model, ids, labels, lam).out
+    val = orpo.evaluate_pairs(model, [a, b], tok.pad_id, lam, batch_size=1)  # one pair per batch: sums must carry
+    assert float(train_out.nll) == pytest.approx(token_mean, abs=1e-5)
+    assert val["nll"] == pytest.approx(token_mean, abs=1e-5)
+    assert val["loss"] == pytest.approx(float(train_out.loss), abs=1e-5)
+    assert val["loss"] == pytest.approx(token_mean + lam * float(train_out.or_loss.mean()), abs=1e-5)
+
+
+def test_the_clamp_zeroes_the_gradient_of_a_certain_reply():
+    """An average log-prob of 0 is clamped to -1e-30: finite loss, and no odds-ratio gradient for that entry."""
+    lw = torch.tensor([0.0, -0.5], requires_grad=True)
+    ll = torch.tensor([-1.0, -2.0], requires_grad=True)
+    out = losses.orpo_loss(lw, ll, torch.tensor(0.0), 0.5)
+    out.loss.backward()
+    assert torch.isfinite(out.loss) and lw.grad[0] == 0.0 and lw.grad[1] != 0.0

@@ -39,7 +39,14 @@ def test_next_token_probs_is_a_distribution(row, t, k, p):
     assert probs.dtype == torch.float32 and torch.isfinite(probs).all() and (probs >= 0).all()
     assert abs(float(probs.sum()) - 1.0) < 1e-5
     kept = int((probs > 0).sum())
-    assert kept >= 1 and (k in (None, 0) or kept <= max(k, 1) or t == 0)
+    z = torch.tensor(row).float()
+    if t == 0:  # greedy: the tokens tied for the largest logit
+        assert kept == int((z == z.max()).sum())
+    elif k not in (None, 0):  # top-k keeps the k largest and every token tied with the k-th (transformers' rule)
+        z = (z - z.max()) / t
+        kth = z.topk(min(k, len(row))).values[-1]
+        assert 1 <= kept <= int((z >= kth).sum())
+    assert kept >= 1
 
 
 @SETTINGS

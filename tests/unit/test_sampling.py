@@ -309,3 +309,65 @@ def test_bad_generate_arguments_raise_at_call():
     with pytest.raises(ValueError, match="max_new_tokens"):
         generate(model, [1], -3)
     assert list(generate(model, [1], 0)) == []
+
+
+# ------------------------------------------------------------------- ties and boundaries: transformers' rules
+def _hf_kept(logits: torch.Tensor, temperature: float, top_k: int | None, top_p: float) -> set[int]:
+    """The tokens Hugging Face's warpers leave finite (temperature, then top-k, then top-p, as `generate`)."""
+    from transformers.generation.logits_process import (
+        TemperatureLogitsWarper,
+        TopKLogitsWarper,
+        TopPLogitsWarper,
+    )
+
+    scores = logits.float()[None].clone()
+    ids = torch.zeros(1, 1, dtype=torch.long)
+    scores = TemperatureLogitsWarper(temperature)(ids, scores)
+    if top_k:
+        scores = TopKLogitsWarper(top_k)(ids, scores)
+    if top_p < 1.0:
+        scores = TopPLogitsWarper(top_p)(ids, scores)
+    return set(torch.isfinite(scores[0]).nonzero().flatten().tolist())
+
+
+def _kept(logits, temperature, top_k=None, top_p=1.0) -> set[int]:
+    return set((next_token_probs(logits, temperature, top_k, top_p) > 0).nonzero().flatten().tolist())
+
+
+TIED = [
+    torch.tensor([3.0, 3.0, 1.0, 0.0]),  # a tied maximum
+    torch.tensor([5.0, 2.0, 2.0, 2.0, -1.0]),  # three tied for second place
+    torch.tensor([1.0, 1.0, 1.0, 1.0]),  # all tied
+    torch.tensor([4.0, 4.0, 4.0, 0.5, 0.5, -2.0]),
+]
+
+
+@pytest.mark.parametrize("logits", TIED, ids=lambda t: str(t.tolist()))
+@pytest.mark.parametrize("top_k", [1, 2, 3])
+@pytest.mark.parametrize("temperature", [1.0, 0.5])  # 0.5: dividing by a power of two is exact in both
+def test_top_k_keeps_what_transformers_keeps_on_ties(logits, top_k, temperature):
+    assert _kept(logits, temperature, top_k) == _hf_kept(logits, temperature, top_k, 1.0)
+
+
+@pytest.mark.parametrize("logits", TIED, ids=lambda t: str(t.tolist()))
+@pytest.mark.parametrize("top_p", [0.3, 0.5, 0.8, 0.95])
+def test_top_p_keeps_what_transformers_keeps_on_ties(logits, top_p):
+    assert _kept(logits, 1.0, None, top_p) == _hf_kept(logits, 1.0, None, top_p)
+    assert _kept(logits, 1.0, 2, top_p) == _hf_kept(logits, 1.0, 2, top_p)  # both filters, in generate's order
+
+
+def test_top_p_at_a_rounding_boundary_equals_transformers():
+    """[0.9, 0.09, 0.01] with p = 0.99: the third token's mass is exactly 1 - p; transformers keeps two tokens."""
+    logits = torch.tensor([0.9, 0.09, 0.01]).log()
+    hf = _hf_kept(logits, 1.0, None, 0.99)
+    assert _kept(logits, 1.0, None, 0.99) == hf == {0, 1}
+
+
+def test_greedy_and_top1_agree_on_a_tied_maximum():
+    """t = 0 (the limit of softmax(z / t)) and top-k 1 keep the same tokens: both tied maxima, half each."""
+    logits = torch.tensor([3.0, 3.0, 1.0, 0.0])
+    greedy, top1 = next_token_probs(logits, 0.0), next_token_probs(logits, 1.0, top_k=1)
+    assert greedy.tolist() == top1.tolist() == [0.5, 0.5, 0.0, 0.0]
+    assert _kept(logits, 0.0) == _hf_kept(logits, 1.0, 1, 1.0) == {0, 1}
+    draws = {sampling.draw(greedy, torch.Generator().manual_seed(s)) for s in range(40)}
+    assert draws == {0, 1}  # either tied token can come out, never another

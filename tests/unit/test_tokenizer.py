@@ -331,3 +331,17 @@ def test_transformers_autotokenizer_reads_our_saved_tokenizer(tmp_path):
     ids = theirs.apply_chat_template(messages, tokenize=True, return_dict=True)["input_ids"]
     assert ids == ours.apply_chat_template(messages)
     assert theirs.eos_token_id == ours.eos_id
+
+
+def test_too_small_vocabulary_states_the_true_minimum():
+    """The message names the smallest vocabulary that trains: that size trains, one less does not."""
+    import re
+
+    text = corpus.sample_corpus("austen", 50_000)
+    with pytest.raises(ValueError, match=r"needs at least \d+ pieces") as info:
+        T.train_tokenizer(text, 200)
+    least = int(re.search(r"needs at least (\d+)", str(info.value)).group(1))
+    assert 256 + 6 < least < 400  # bytes + specials + the characters that coverage 0.995 keeps
+    assert T.train_tokenizer(text, least).vocab_size == least
+    with pytest.raises(ValueError, match=rf"needs at least {least} pieces"):
+        T.train_tokenizer(text, least - 1)

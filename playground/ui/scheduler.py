@@ -230,10 +230,11 @@ def light_pending() -> bool:
 def pause_for_light(most: float = PAUSE_PER_STEP) -> float:
     """Between two training steps: sleep while light work runs or waits, at most `most` seconds. Returns the
     seconds paused (0.0 at once when nothing light is pending or outside a fair turn)."""
-    if current_turn() is None:
+    ticket = current_turn()
+    if ticket is None:
         return 0.0
     t0 = time.perf_counter()
-    while light_pending() and time.perf_counter() - t0 < most:
+    while not ticket.done and light_pending() and time.perf_counter() - t0 < most:
         time.sleep(0.003)
     return time.perf_counter() - t0
 

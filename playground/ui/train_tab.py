@@ -542,7 +542,10 @@ def reset(session):
 
 def stopped(session):
     run = _session(session).get("train_run")
-    return status_html(run, "stopped" if run is not None else "")
+    if run is None:
+        return status_html(None, "")
+    with run.lock:  # a step still running in the stopped burst's thread finishes first: the count shown is final
+        return status_html(run, "stopped")
 
 
 def param_info(arch, preset, n_layer, n_head, n_embd, context) -> str:

@@ -9,9 +9,10 @@ Three mechanisms, installed by `install(demo)` (called once in `build_app`):
    concurrency group (`TRAIN_GROUP`) with a limit high enough that Gradio's first-come queue never orders bursts:
    the fair scheduler does. The handler asks `turn_over()` between steps and ends its burst early when its turn is up.
 2. **Light work first** (`pause_for_light()`): the CPU budget. Training runs on one torch thread per burst and one
-   burst per slot (`FairConfig.slots`, one core in two); between two steps it steps aside (sleeps, which frees both
-   the core and Python's GIL) while a light event (tokenize, cross-entropy, the next-token distribution, the ORPO
-   breakdown: anything outside the heavy groups) is running or queued, up to `PAUSE_PER_STEP` seconds a step.
+   burst per slot (`FairConfig.slots`, one core in two), on threads of its own; between two steps it steps aside
+   (sleeps, which frees both the core and Python's GIL) while a light event (tokenize, cross-entropy, the
+   next-token distribution, the ORPO breakdown: anything outside the heavy groups) is running or queued, up to
+   `PAUSE_PER_STEP` seconds a step.
    Python's GIL switch interval drops from 5 ms to 1 ms, so the event loop and the light handlers get the
    interpreter back sooner from a thread that is busy in Python.
 3. **A queued learner is an active learner** (`_keep_busy_sessions`): Gradio's `gr.State(time_to_live=...)`
@@ -114,11 +115,12 @@ _POOL: list = []  # the training threads (lazily made), apart from Gradio's pool
 
 
 def _train_pool():
-    """Threads for training steps only, each lowered to nice $PLAYGROUND_TRAIN_NICE (default 10) for the kernel:
-    when the cores are contended, the event loop and the light handlers run first, training takes what is left
-    (Linux: a thread's nice value is its own; elsewhere, or if refused, the threads keep the normal priority).
-    A thread of Gradio's own pool could not be lowered: it serves keystrokes later, and an unprivileged process
-    cannot raise a priority back."""
+    """Threads for training steps only. With $PLAYGROUND_TRAIN_NICE=n > 0 each is lowered to nice n (Linux: a
+    thread's nice value is its own), so that the kernel runs the event loop and light handlers first. Off by
+    default: measured on a machine shared with other processes, a lowered thread holding Python's GIL was
+    descheduled in favour of *those* processes and every thread of the app waited for it (priority inversion):
+    the class run got slower, not faster. (A thread of Gradio's own pool could not be lowered at all: it serves
+    keystrokes later, and an unprivileged process cannot raise a priority back.)"""
     if not _POOL:
         from concurrent.futures import ThreadPoolExecutor
 
@@ -130,7 +132,7 @@ def _lower_priority() -> None:
     import os
 
     try:
-        nice = int(os.environ.get("PLAYGROUND_TRAIN_NICE", "10"))
+        nice = int(os.environ.get("PLAYGROUND_TRAIN_NICE", "0"))
         if nice > 0 and hasattr(os, "setpriority"):
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
     except (OSError, ValueError):  # not allowed, or a bad value: run at the normal priority

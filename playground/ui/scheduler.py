@@ -140,7 +140,12 @@ def _lower_priority() -> None:
 
 
 async def _to_thread(fn, *args):
-    return await asyncio.get_running_loop().run_in_executor(_train_pool(), fn, *args)
+    """`fn(*args)` on a training thread, in a copy of this request's context (Gradio keeps the request there, and
+    ZeroGPU's `spaces.GPU` reads it), as `anyio.to_thread.run_sync` would."""
+    import contextvars
+
+    context = contextvars.copy_context()
+    return await asyncio.get_running_loop().run_in_executor(_train_pool(), context.run, fn, *args)
 
 
 def _learner(request, args) -> str:

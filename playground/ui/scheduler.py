@@ -77,6 +77,8 @@ def fair(handler, waiting, scheduler: FairScheduler | None = None):
         try:
             shown, t_shown = None, 0.0
             while not ticket.granted:
+                if _closed(request):  # the learner closed the tab: their place goes to the others
+                    return
                 pos, eta = sched.position(ticket), sched.eta(ticket)
                 if pos and (pos != shown or time.monotonic() - t_shown > 2.0):
                     yield waiting(queue_html(pos, eta, ticket.waited, sched))
@@ -146,6 +148,14 @@ async def _to_thread(fn, *args):
 
     context = contextvars.copy_context()
     return await asyncio.get_running_loop().run_in_executor(_train_pool(), context.run, fn, *args)
+
+
+def _closed(request) -> bool:
+    """Has this browser session gone (its heartbeat ended: Gradio marks the session closed)?"""
+    holder = getattr(_DEMO[0], "state_holder", None) if _DEMO else None
+    sid = getattr(request, "session_hash", None)
+    session = getattr(holder, "session_data", {}).get(sid) if sid else None
+    return bool(getattr(session, "is_closed", False))
 
 
 def _learner(request, args) -> str:

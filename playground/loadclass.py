@@ -268,9 +268,50 @@ def verdict(summary: dict) -> list[str]:
     return missed
 
 
+def measure_memory(learners: int = 30, marks: tuple[int, ...] = (1, 10, 30)) -> dict:
+    """Resident memory of `learners` learners' state in this process, as the class path leaves each: a tiny-preset
+    GPT trained on Austen (weights, gradients, AdamW moments) and an ORPO copy of llama-base after ORPO steps
+    (weights and gradients). The same objects the app keeps per session, built with the same library calls."""
+    import copy
+    import gc
+
+    import torch
+
+    from playground import checkpoints, data, orpo, train
+    from playground.device import configure_memory
+    from playground.tokenizer import load_tokenizer
+
+    torch.set_num_threads(1)
+    configure_memory(trim_every=0)
+    tokenizer, base = load_tokenizer("bundled"), checkpoints.load("llama-base")
+    corpus = data.corpus_data("austen", tokenizer)
+    cfg = train.TrainConfig(steps=300, lr=5e-3, batch_size=32, warmup_steps=20, eval_interval=0, sample_tokens=0)
+    pair = {"prompt": PAIR[0], "chosen": PAIR[1], "rejected": PAIR[2]}
+    gc.collect()
+    rss0, held, out = loadtest.rss_mb(os.getpid()), [], {}
+    for i in range(1, learners + 1):
+        model = train.build_model("gpt", "tiny", tokenizer.vocab_size, n_layer=2, n_head=4, n_embd=128, context=32)
+        state = train.new_state(model, cfg)
+        for _ in train.train_steps(model, corpus, cfg, state, max_steps=2):
+            pass
+        mine = copy.deepcopy(base.model)
+        for _ in orpo.orpo_steps(mine, base.tokenizer, pair, 2):
+            pass
+        held.append((model, state, mine))
+        if i in marks or i == learners:
+            gc.collect()
+            rss = loadtest.rss_mb(os.getpid())
+            out[i] = {"rss_mb": round(rss), "per_learner_mb": round((rss - rss0) / i, 1)}
+    params = (sum(p.numel() for p in held[0][0].parameters()), sum(p.numel() for p in held[0][2].parameters()))
+    return {"baseline_mb": round(rss0), "learners": out, "params_run_and_orpo_copy": params}
+
+
 def cli(argv: list[str]) -> int:
     """`python -m playground loadtest [--scenario mixed|class]`: the class scenario here, the mixed one in loadtest."""
     a = loadtest.parser().parse_args(argv)
+    if a.scenario == "memory":
+        print(json.dumps(measure_memory(a.learners or 30), indent=2))
+        return 0
     if a.scenario != "class":
         return loadtest.cli(argv)
     logging.getLogger("httpx").setLevel(logging.WARNING)

@@ -6,8 +6,9 @@ Three mechanisms, installed by `install(demo)` (called once in `build_app`):
    generator that first takes a turn from `TRAIN` (`playground.fairness.FairScheduler`: round-robin over learners,
    shorter turns when many wait), yielding "you are 3rd, estimated start in ~8 s" to the Train tab while it waits
    (an await, no worker thread held), then runs the handler's steps in worker threads. Its events run in their own
-   concurrency group (`TRAIN_GROUP`) with a limit high enough that Gradio's first-come queue never orders bursts:
-   the fair scheduler does. The handler asks `turn_over()` between steps and ends its burst early when its turn is up.
+   concurrency group (`TRAIN_GROUP`) with a limit high enough (60) that Gradio's first-come queue does not order a
+   class's bursts: the fair scheduler does. The handler asks `turn_over()` between steps and ends its burst early
+   when its turn is up.
 2. **Light work first** (`pause_for_light()`): the CPU budget. Training runs on one torch thread per burst and one
    burst per slot (`FairConfig.slots`, one core in two), on threads of its own; between two steps it steps aside
    (sleeps, which frees both the core and Python's GIL) while a light event (tokenize, cross-entropy, the
@@ -47,7 +48,9 @@ log = logging.getLogger(__name__)
 TRAIN = FairScheduler(FairConfig.from_env())
 TRAIN_GROUP = "train"  # concurrency id of the fair training events
 HEAVY_GROUPS = {"heavy", TRAIN_GROUP}  # everything else counts as light work that training steps aside for
-TRAIN_EVENTS = {"concurrency_id": TRAIN_GROUP, "concurrency_limit": 200}  # the fair scheduler orders them
+# The fair scheduler orders these, so Gradio lets up to 60 in at once (a waiting burst holds one of Gradio's
+# `max_threads` = 100 job slots, no thread): the other 40 stay free for keystrokes even with 60 bursts waiting
+TRAIN_EVENTS = {"concurrency_id": TRAIN_GROUP, "concurrency_limit": 60}
 PAUSE_PER_STEP = 0.25  # seconds a training step may wait for light work at most
 POLL = 0.25  # seconds between two looks at the turn while waiting
 SWITCH_INTERVAL = 0.001  # seconds (CPython's default: 0.005)

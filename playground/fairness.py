@@ -156,7 +156,10 @@ class FairScheduler:
         return max(0.0, length - (self._clock() - ticket.granted_at))
 
     def turn_over(self, ticket: Ticket) -> bool:
-        """True when others wait and this turn has had its share: the burst should end now (and says so)."""
+        """True when others wait and this turn has had its share: the burst should end now (and says so).
+        Also True once the turn was released (the burst was stopped or its learner left): stop stepping."""
+        if ticket.done:
+            return True
         with self._lock:
             length = self.turn_length(len(self._waiting))
         if length is None or ticket.granted_at is None or self._clock() - ticket.granted_at < length:

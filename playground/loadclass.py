@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
 import re
 import statistics
@@ -107,33 +108,45 @@ class ClassLearner(loadtest.Learner):
         """Start / Continue, streamed: the time until training starts, the turn's wait, then the step read-back."""
         args = list(CLASS_TRAIN)
         args[14] = amount
-        t0, started, job, k = time.perf_counter(), None, None, 0
+        t0, job, k = time.perf_counter(), None, 0
         next_light = t0 + self.rng.uniform(1.0, 3.0) * self.think_scale
         try:
             job = self.client.submit(*args, api_name=f"/{name}")
+            watch = {"started": None}
+            watcher = threading.Thread(target=self._watch, args=(job, t0, watch), daemon=True)
+            watcher.start()
             while not job.done():
-                outs = job.outputs()
-                if started is None and outs and _attr(outs[-1][0], "queue") is None:
-                    started = time.perf_counter() - t0
-                    with self.r.lock:
-                        self.r.training_now += 1
-                if outs:
-                    self.r.max_rank = max(self.r.max_rank, int(_attr(outs[-1][0], "queue") or 0))
                 if time.perf_counter() >= next_light and time.time() < self.deadline:
                     k += 1  # waiting for the turn or watching the curves: typing in another tab meanwhile
                     self.meanwhile(k)
                     next_light = time.perf_counter() + self.rng.uniform(1.5, 4.0) * self.think_scale
                 time.sleep(0.1)
             final = job.result()[0]
+            watcher.join(5)
         except Exception as exc:  # noqa: BLE001 - every failure is a finding
             with self.r.lock:
                 self.r.failures.append((name, f"{type(exc).__name__}: {str(exc)[:200]}"))
             return
+        self._record_burst(name, final, time.perf_counter() - t0, watch["started"])
+
+    def _watch(self, job, t0: float, watch: dict) -> None:
+        """Beside the learner (who may be busy typing): when the burst starts training, and the place in line shown.
+        While it trains it counts in `training_now`, which splits the light latencies."""
+        try:
+            while not job.done():
+                outs = job.outputs()
+                if outs:
+                    queue = _attr(outs[-1][0], "queue")
+                    self.r.max_rank = max(self.r.max_rank, int(queue or 0))
+                    if watch["started"] is None and queue is None:
+                        watch["started"] = time.perf_counter() - t0
+                        with self.r.lock:
+                            self.r.training_now += 1
+                time.sleep(0.05)
         finally:
-            if started is not None:
+            if watch["started"] is not None:
                 with self.r.lock:
                     self.r.training_now -= 1
-        self._record_burst(name, final, time.perf_counter() - t0, started)
 
     def meanwhile(self, k: int) -> None:
         """A keystroke while a burst waits or runs: the Tokenize box or the Cross-entropy text changes."""
@@ -198,6 +211,7 @@ def run(learners: int, seconds: float, ttl: int, think: float = 1.0) -> dict:
     (loadtest.ROOT / "test-artifacts").mkdir(exist_ok=True)
     proc, url = loadtest.start_server({"PLAYGROUND_SESSION_TTL_SECONDS": str(ttl)})
     results, stop, t0 = ClassResults(), threading.Event(), time.time()
+    load0, cpu0 = os.getloadavg()[0], _cpu_seconds(proc.pid)
 
     def sample_memory():
         while not stop.is_set():
@@ -210,6 +224,7 @@ def run(learners: int, seconds: float, ttl: int, think: float = 1.0) -> dict:
     finally:
         stop.set()
         rss_end = loadtest.rss_mb(proc.pid)
+        cpu, wall, load1 = _cpu_seconds(proc.pid) - cpu0, time.time() - t0, os.getloadavg()[0]
         proc.terminate()
         try:
             proc.wait(timeout=15)
@@ -219,7 +234,21 @@ def run(learners: int, seconds: float, ttl: int, think: float = 1.0) -> dict:
     out["learners"], out["seconds"], out["ttl"] = learners, seconds, ttl
     out["learners_who_trained"] = sum(lr.steps > 0 for lr in crowd)
     out["rss_at_end_mb"] = round(rss_end, 1)
+    # how loaded the machine was: the 1-minute load average (2 cores: above 2, runnable threads queue for a core),
+    # and the cores' worth of CPU the server got (at most 2 here)
+    out["machine"] = {"cores": os.cpu_count(), "load_avg_start": round(load0, 1), "load_avg_end": round(load1, 1),
+                      "server_cores_used": round(cpu / max(wall, 1e-9), 2), "wall_s": round(wall, 1)}  # fmt: skip
     return out
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process, from /proc (0.0 where there is none)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def verdict(summary: dict) -> list[str]:
@@ -239,9 +268,50 @@ def verdict(summary: dict) -> list[str]:
     return missed
 
 
+def measure_memory(learners: int = 30, marks: tuple[int, ...] = (1, 10, 30)) -> dict:
+    """Resident memory of `learners` learners' state in this process, as the class path leaves each: a tiny-preset
+    GPT trained on Austen (weights, gradients, AdamW moments) and an ORPO copy of llama-base after ORPO steps
+    (weights and gradients). The same objects the app keeps per session, built with the same library calls."""
+    import copy
+    import gc
+
+    import torch
+
+    from playground import checkpoints, data, orpo, train
+    from playground.device import configure_memory
+    from playground.tokenizer import load_tokenizer
+
+    torch.set_num_threads(1)
+    configure_memory(trim_every=0)
+    tokenizer, base = load_tokenizer("bundled"), checkpoints.load("llama-base")
+    corpus = data.corpus_data("austen", tokenizer)
+    cfg = train.TrainConfig(steps=300, lr=5e-3, batch_size=32, warmup_steps=20, eval_interval=0, sample_tokens=0)
+    pair = {"prompt": PAIR[0], "chosen": PAIR[1], "rejected": PAIR[2]}
+    gc.collect()
+    rss0, held, out = loadtest.rss_mb(os.getpid()), [], {}
+    for i in range(1, learners + 1):
+        model = train.build_model("gpt", "tiny", tokenizer.vocab_size, n_layer=2, n_head=4, n_embd=128, context=32)
+        state = train.new_state(model, cfg)
+        for _ in train.train_steps(model, corpus, cfg, state, max_steps=2):
+            pass
+        mine = copy.deepcopy(base.model)
+        for _ in orpo.orpo_steps(mine, base.tokenizer, pair, 2):
+            pass
+        held.append((model, state, mine))
+        if i in marks or i == learners:
+            gc.collect()
+            rss = loadtest.rss_mb(os.getpid())
+            out[i] = {"rss_mb": round(rss), "per_learner_mb": round((rss - rss0) / i, 1)}
+    params = (sum(p.numel() for p in held[0][0].parameters()), sum(p.numel() for p in held[0][2].parameters()))
+    return {"baseline_mb": round(rss0), "learners": out, "params_run_and_orpo_copy": params}
+
+
 def cli(argv: list[str]) -> int:
     """`python -m playground loadtest [--scenario mixed|class]`: the class scenario here, the mixed one in loadtest."""
     a = loadtest.parser().parse_args(argv)
+    if a.scenario == "memory":
+        print(json.dumps(measure_memory(a.learners or 30), indent=2))
+        return 0
     if a.scenario != "class":
         return loadtest.cli(argv)
     logging.getLogger("httpx").setLevel(logging.WARNING)

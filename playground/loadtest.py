@@ -257,8 +257,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--rounds", type=int, default=3, help="rounds of fresh sessions, then one more after they expire")
     p.add_argument("--ttl", type=int, default=90, help="the server's session time to live (seconds)")
     p.add_argument("--json", type=Path, help="write the figures to this file")
-    p.add_argument("--scenario", choices=["mixed", "class"], default="mixed",
-                   help="mixed: rounds of the pass above; class: learners follow the class path (loadclass.py)")
+    p.add_argument("--scenario", choices=["mixed", "class", "memory"], default="mixed",
+                   help="mixed: rounds of the pass above; class: learners follow the class path (loadclass.py); "
+                        "memory: the learners' models and optimizers in one process, no server")
     p.add_argument("--learners", type=int, help="class scenario: learners (default 30)")
     p.add_argument("--think", type=float, default=1.0, help="class scenario: scale of the think times")
     return p
@@ -269,7 +270,7 @@ def cli(argv: list[str]) -> int:
     p = parser()
     a = p.parse_args(argv)
     if a.scenario != "mixed":
-        p.error("the class scenario runs through `python -m playground loadtest --scenario class`")
+        p.error(f"the {a.scenario} scenario runs through `python -m playground loadtest --scenario {a.scenario}`")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per HTTP request otherwise
     summary = run(LoadConfig(sessions=a.sessions, seconds=a.seconds, rounds=a.rounds, ttl=a.ttl))
     text = json.dumps(summary, indent=2)

@@ -6,12 +6,14 @@ Three mechanisms, installed by `install(demo)` (called once in `build_app`):
    generator that first takes a turn from `TRAIN` (`playground.fairness.FairScheduler`: round-robin over learners,
    shorter turns when many wait), yielding "you are 3rd, estimated start in ~8 s" to the Train tab while it waits
    (an await, no worker thread held), then runs the handler's steps in worker threads. Its events run in their own
-   concurrency group (`TRAIN_GROUP`) with a limit high enough that Gradio's first-come queue never orders bursts:
-   the fair scheduler does. The handler asks `turn_over()` between steps and ends its burst early when its turn is up.
+   concurrency group (`TRAIN_GROUP`) with a limit high enough (60) that Gradio's first-come queue does not order a
+   class's bursts: the fair scheduler does. The handler asks `turn_over()` between steps and ends its burst early
+   when its turn is up.
 2. **Light work first** (`pause_for_light()`): the CPU budget. Training runs on one torch thread per burst and one
-   burst per slot (`FairConfig.slots`, one core in two); between two steps it steps aside (sleeps, which frees both
-   the core and Python's GIL) while a light event (tokenize, cross-entropy, the next-token distribution, the ORPO
-   breakdown: anything outside the heavy groups) is running or queued, up to `PAUSE_PER_STEP` seconds a step.
+   burst per slot (`FairConfig.slots`, one core in two), on threads of its own; between two steps it steps aside
+   (sleeps, which frees both the core and Python's GIL) while a light event (tokenize, cross-entropy, the
+   next-token distribution, the ORPO breakdown: anything outside the heavy groups) is running or queued, up to
+   `PAUSE_PER_STEP` seconds a step.
    Python's GIL switch interval drops from 5 ms to 1 ms, so the event loop and the light handlers get the
    interpreter back sooner from a thread that is busy in Python.
 3. **A queued learner is an active learner** (`_keep_busy_sessions`): Gradio's `gr.State(time_to_live=...)`
@@ -46,7 +48,9 @@ log = logging.getLogger(__name__)
 TRAIN = FairScheduler(FairConfig.from_env())
 TRAIN_GROUP = "train"  # concurrency id of the fair training events
 HEAVY_GROUPS = {"heavy", TRAIN_GROUP}  # everything else counts as light work that training steps aside for
-TRAIN_EVENTS = {"concurrency_id": TRAIN_GROUP, "concurrency_limit": 200}  # the fair scheduler orders them
+# The fair scheduler orders these, so Gradio lets up to 60 in at once (a waiting burst holds one of Gradio's
+# `max_threads` = 100 job slots, no thread): the other 40 stay free for keystrokes even with 60 bursts waiting
+TRAIN_EVENTS = {"concurrency_id": TRAIN_GROUP, "concurrency_limit": 60}
 PAUSE_PER_STEP = 0.25  # seconds a training step may wait for light work at most
 POLL = 0.25  # seconds between two looks at the turn while waiting
 SWITCH_INTERVAL = 0.001  # seconds (CPython's default: 0.005)
@@ -76,6 +80,8 @@ def fair(handler, waiting, scheduler: FairScheduler | None = None):
         try:
             shown, t_shown = None, 0.0
             while not ticket.granted:
+                if _closed(request):  # the learner closed the tab: their place goes to the others
+                    return
                 pos, eta = sched.position(ticket), sched.eta(ticket)
                 if pos and (pos != shown or time.monotonic() - t_shown > 2.0):
                     yield waiting(queue_html(pos, eta, ticket.waited, sched))
@@ -114,11 +120,12 @@ _POOL: list = []  # the training threads (lazily made), apart from Gradio's pool
 
 
 def _train_pool():
-    """Threads for training steps only, each lowered to nice $PLAYGROUND_TRAIN_NICE (default 10) for the kernel:
-    when the cores are contended, the event loop and the light handlers run first, training takes what is left
-    (Linux: a thread's nice value is its own; elsewhere, or if refused, the threads keep the normal priority).
-    A thread of Gradio's own pool could not be lowered: it serves keystrokes later, and an unprivileged process
-    cannot raise a priority back."""
+    """Threads for training steps only. With $PLAYGROUND_TRAIN_NICE=n > 0 each is lowered to nice n (Linux: a
+    thread's nice value is its own), so that the kernel runs the event loop and light handlers first. Off by
+    default: measured on a machine shared with other processes, a lowered thread holding Python's GIL was
+    descheduled in favour of *those* processes and every thread of the app waited for it (priority inversion):
+    the class run got slower, not faster. (A thread of Gradio's own pool could not be lowered at all: it serves
+    keystrokes later, and an unprivileged process cannot raise a priority back.)"""
     if not _POOL:
         from concurrent.futures import ThreadPoolExecutor
 
@@ -130,7 +137,7 @@ def _lower_priority() -> None:
     import os
 
     try:
-        nice = int(os.environ.get("PLAYGROUND_TRAIN_NICE", "10"))
+        nice = int(os.environ.get("PLAYGROUND_TRAIN_NICE", "0"))
         if nice > 0 and hasattr(os, "setpriority"):
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
     except (OSError, ValueError):  # not allowed, or a bad value: run at the normal priority
@@ -138,7 +145,20 @@ def _lower_priority() -> None:
 
 
 async def _to_thread(fn, *args):
-    return await asyncio.get_running_loop().run_in_executor(_train_pool(), fn, *args)
+    """`fn(*args)` on a training thread, in a copy of this request's context (Gradio keeps the request there, and
+    ZeroGPU's `spaces.GPU` reads it), as `anyio.to_thread.run_sync` would."""
+    import contextvars
+
+    context = contextvars.copy_context()
+    return await asyncio.get_running_loop().run_in_executor(_train_pool(), context.run, fn, *args)
+
+
+def _closed(request) -> bool:
+    """Has this browser session gone (its heartbeat ended: Gradio marks the session closed)?"""
+    holder = getattr(_DEMO[0], "state_holder", None) if _DEMO else None
+    sid = getattr(request, "session_hash", None)
+    session = getattr(holder, "session_data", {}).get(sid) if sid else None
+    return bool(getattr(session, "is_closed", False))
 
 
 def _learner(request, args) -> str:
@@ -230,10 +250,11 @@ def light_pending() -> bool:
 def pause_for_light(most: float = PAUSE_PER_STEP) -> float:
     """Between two training steps: sleep while light work runs or waits, at most `most` seconds. Returns the
     seconds paused (0.0 at once when nothing light is pending or outside a fair turn)."""
-    if current_turn() is None:
+    ticket = current_turn()
+    if ticket is None:
         return 0.0
     t0 = time.perf_counter()
-    while light_pending() and time.perf_counter() - t0 < most:
+    while not ticket.done and light_pending() and time.perf_counter() - t0 < most:
         time.sleep(0.003)
     return time.perf_counter() - t0
 

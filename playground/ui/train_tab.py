@@ -760,6 +760,19 @@ def download(session):
 
 
 # ------------------------------------------------------------------------------------------------ layout
+def _fair_bursts(start_btn: gr.Button, cont_btn: gr.Button, inputs: list, outs: list):
+    """Start and Continue take fair turns (scheduler.py): round-robin over learners, shorter when many wait; while a
+    burst waits, `outs[0]` (the status) shows its place in line and an estimated start, the rest is left as is."""
+
+    def waiting(note: str) -> tuple:
+        return (note, *[gr.skip()] * (len(outs) - 1))
+
+    fair_start, fair_resume = scheduler.fair(start, waiting), scheduler.fair(resume, waiting)
+    start_ev = start_btn.click(fair_start, inputs, outs, api_name="train_start", **scheduler.TRAIN_EVENTS)
+    cont_ev = cont_btn.click(fair_resume, inputs, outs, api_name="train_continue", **scheduler.TRAIN_EVENTS)
+    return start_ev, cont_ev
+
+
 def build(ctx: common.TabContext) -> None:
     tiny = PRESETS["tiny"]
     start_preparing()  # the first Start of a fresh server should not wait for the corpus encoding
@@ -897,15 +910,7 @@ def build(ctx: common.TabContext) -> None:
             layer,
         ]
         outs = [status, loss_plot, lr_plot, sample, grid, labelled, ctx.session]
-        # bursts take fair turns (scheduler.py): round-robin over learners, the place in line shown in `status`
-        waiting = lambda note: (note, *[gr.skip()] * (len(outs) - 1))  # noqa: E731
-        fair_start, fair_resume = scheduler.fair(start, waiting), scheduler.fair(resume, waiting)
-        start_ev = start_btn.click(
-            fair_start, [ctx.session, *knobs], outs, api_name="train_start", **scheduler.TRAIN_EVENTS
-        )
-        cont_ev = cont_btn.click(
-            fair_resume, [ctx.session, *knobs], outs, api_name="train_continue", **scheduler.TRAIN_EVENTS
-        )
+        start_ev, cont_ev = _fair_bursts(start_btn, cont_btn, [ctx.session, *knobs], outs)
         stop_btn.click(
             stopped, [ctx.session], [status], cancels=[start_ev, cont_ev], api_name="train_stop", **common.LIGHT
         )

@@ -107,7 +107,10 @@ def test_a_learner_waiting_in_line_keeps_their_model(short_ttl_app):
     text = " ".join(f"apple river {k} stone." for k in range(300))
     assert loadtest.step_of(waiter.predict(*train_args("steps", 2, text), api_name="/train_start")[0]) == 2
     long = hog.submit(*train_args("seconds", 3 * TTL), api_name="/train_start")
-    wait_until(long, lambda s: "training..." in s)
+    while "training..." not in status(long):  # the waiter stays active meanwhile (on a slow machine this takes
+        assert not long.done()  # longer than the time to live): each request restarts it
+        assert loadtest.step_of(waiter.predict(api_name="/train_stop")) == 2
+        time.sleep(0.5)
     queued = waiter.submit(*train_args("steps", 1, text), api_name="/train_continue")
     wait_until(queued, lambda s: attr(s, "queue") is not None)
     t0 = time.time()

@@ -89,3 +89,19 @@ def test_bad_settings_are_refused(monkeypatch):
         FairConfig.from_env()
     monkeypatch.setenv("PLAYGROUND_TRAIN_SLOTS", "3")
     assert FairConfig.from_env().slots == 3
+
+
+def test_turns_leave_room_for_what_a_cut_turn_still_does():
+    s, clock = make(target_wait=40, min_turn=1.0)
+    for i in range(8):
+        s.enqueue(f"l{i}")
+    first = next(t for t in s._running)
+    assert s.turn_length(7) == pytest.approx(40 / 7)
+    clock.t = 6.0
+    assert s.turn_over(first)
+    clock.t = 8.0  # the cut turn took 2 s more (its last step, handing over)
+    s.release(first)
+    assert s.turn_length(7) < 40 / 7 - 0.5  # the next turns are shorter by (a moving average of) that overrun
+    second = next(t for t in s._running)
+    s.release(second)
+    assert s.turn_over(second), "a released turn (stopped burst) must stop stepping"

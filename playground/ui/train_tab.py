@@ -401,8 +401,9 @@ def prepare(source: str = "austen") -> None:
     _PREP["note"] = f"encoding the {source} corpus into token ids (once per server)"
     d = data.corpus_data(source, tokenizer)
     _PREP["ready"].add(source)
-    _PREP["note"] = "warming up PyTorch (a first evaluation and training step)"
-    _warm_up(tokenizer, d)
+    if common.DEVICE.type == "cpu":  # on a GPU (ZeroGPU above all) no computation may run outside a GPU call
+        _PREP["note"] = "warming up PyTorch (a first evaluation and training step)"
+        _warm_up(tokenizer, d)
     _PREP["note"] = ""
 
 
@@ -414,7 +415,7 @@ def _warm_up(tokenizer, d: data.TokenData) -> None:
     shape = {k: tiny[k] for k in ("n_layer", "n_head", "n_embd", "context")}
     with torch.device("meta"):
         model = train.build_model("gpt", "tiny", tokenizer.vocab_size, **shape)
-    model = model.to_empty(device=common.DEVICE)
+    model = model.to_empty(device="cpu")
     with torch.no_grad():
         for p in model.parameters():
             p.copy_(torch.linspace(-0.02, 0.02, p.numel()).view_as(p))

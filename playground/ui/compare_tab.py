@@ -193,11 +193,11 @@ def build(ctx: common.TabContext) -> None:
                         step=0.01,
                         label="top-p",
                         elem_id="compare-topp",
-                        elem_classes=["pg-advanced"],
                     )
-                with gr.Row(elem_classes=["pg-advanced"]):
+                with gr.Row():  # instructor mode keeps answers per model and seed (the lesson's steps use them)
                     max_new = gr.Slider(
-                        1, LIMITS.max_new_tokens, value=96, step=1, label="Max new tokens", elem_id="compare-max-new"
+                        1, LIMITS.max_new_tokens, value=96, step=1, label="Max new tokens", elem_id="compare-max-new",
+                        elem_classes=["pg-advanced"],
                     )
                     n_answers = gr.Slider(
                         1, LIMITS.max_answers, value=1, step=1, label="Answers per model", elem_id="compare-answers"

@@ -94,8 +94,9 @@ def set_number(page, elem_id: str, value) -> None:
     box = page.locator(f"#{elem_id} input[type=number]")
     box.fill(fmt(value) if isinstance(value, float | int) else str(value))
     box.press("Tab")
-    page.wait_for_function(
-        "([id, v]) => Number(document.querySelector(`#${id} input[type=number]`).value) === Number(v)",
+    page.wait_for_function(  # a slider's range input follows its number box: the component has the value
+        """([id, v]) => [...document.querySelectorAll(`#${id} input[type=number], #${id} input[type=range]`)]
+                         .every(e => Number(e.value) === Number(v))""",
         arg=[elem_id, str(value)],
     )
 
@@ -148,3 +149,26 @@ def click_and_wait(page, button: str, done, timeout: float = 90_000) -> None:
     done.or_(err).first.wait_for(timeout=timeout)
     if not done.first.is_visible() and err.count():
         raise AssertionError(f"{button}: the app answered with an error: {err.inner_text()}")
+
+
+_WATCH = """id => { const t = document.querySelector(`#${id} [data-testid=status-tracker]`);
+  window.__pgSeen = window.__pgSeen || {}; window.__pgSeen[id] = false;
+  const o = new MutationObserver(() => {
+    if (!t.classList.contains('hide')) { window.__pgSeen[id] = true; o.disconnect(); } });
+  o.observe(t, {attributes: true, attributeFilter: ['class']}); }"""
+_RAN = """([id, n]) => { const t = document.querySelector(`#${id} [data-testid=status-tracker]`);
+  return (window.__pgSeen[id] && t.classList.contains('hide'))
+      || document.querySelectorAll("[data-testid='toast-body']").length > n; }"""
+
+
+def run_event(page, button: str, output: str, timeout: float = 120_000) -> None:
+    """Click `button` and wait until its (non-streaming) event has updated the component `#output`: Gradio's status
+    tracker on that output went pending and is idle again. Works when the new value equals the old one, where
+    waiting for a change would hang; an error toast instead fails at once, with its text."""
+    page.evaluate(_WATCH, output)
+    before = page.locator("[data-testid='toast-body']").count()
+    page.locator(button).click()
+    page.wait_for_function(_RAN, arg=[output, before], timeout=timeout)
+    toasts = page.locator("[data-testid='toast-body']")
+    if toasts.count() > before and re.search("error", toasts.nth(before).inner_text(), re.I):
+        raise AssertionError(f"{button}: the app answered with an error: {toasts.nth(before).inner_text()}")

@@ -172,3 +172,17 @@ def run_event(page, button: str, output: str, timeout: float = 120_000) -> None:
     toasts = page.locator("[data-testid='toast-body']")
     if toasts.count() > before and re.search("error", toasts.nth(before).inner_text(), re.I):
         raise AssertionError(f"{button}: the app answered with an error: {toasts.nth(before).inner_text()}")
+
+
+_SETTLED = """ids => { const v = ids.map(id => document.querySelector(`#${id} textarea`).value).join('\\u0001');
+  const idle = ids.every(id => { const t = document.querySelector(`#${id} [data-testid=status-tracker]`);
+                                 return !t || t.classList.contains('hide'); });
+  window.__pgCalm = (idle && v === window.__pgLastText) ? (window.__pgCalm || 0) + 1 : 0;
+  window.__pgLastText = v; return window.__pgCalm >= 3; }"""
+
+
+def settle(page, *textboxes: str, timeout: float = 60_000) -> None:
+    """Wait until streamed text boxes hold still: idle status trackers and the same text over three polls
+    (the last streamed value can land in the box a moment after the status says Done)."""
+    page.evaluate("() => { window.__pgCalm = 0; window.__pgLastText = null; }")
+    page.wait_for_function(_SETTLED, arg=list(textboxes), polling=400, timeout=timeout)

@@ -15,6 +15,7 @@ from tests.browser.lesson_steps import (
     says,
     section,
     set_number,
+    settle,
     step_text,
     text_of,
 )
@@ -33,11 +34,7 @@ def generate(page) -> tuple[list[str], list[str]]:
         arg=before,
         timeout=180_000,
     )
-    page.wait_for_function(  # both columns hold still (the last stream update may land a frame after the status)
-        """() => { const v = ['#compare-left', '#compare-right'].map(s => document.querySelector(s + ' textarea').value)
-                   .join('\\u0001'); const same = v === window.__pgLast; window.__pgLast = v; return same; }""",
-        polling=250,
-    )
+    settle(page, "compare-left", "compare-right")
     split = lambda s: [a.strip() for a in re.split(r"── answer \d+ ──", s)[1:]]  # noqa: E731
     return split(text_of(page, "compare-left")), split(text_of(page, "compare-right"))
 

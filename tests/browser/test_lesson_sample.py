@@ -14,6 +14,7 @@ from tests.browser.lesson_steps import (
     says,
     section,
     set_number,
+    settle,
     step_text,
     text_of,
 )
@@ -32,11 +33,7 @@ def generate(page) -> str:
         arg=before,
         timeout=120_000,
     )
-    page.wait_for_function(  # the answer box may take a frame longer than the status: wait until it holds still
-        """() => { const e = document.querySelector('#sample-output textarea');
-                   const same = e.value === window.__pgLast; window.__pgLast = e.value; return same; }""",
-        polling=250,
-    )
+    settle(page, "sample-output")
     head, _, text = text_of(page, "sample-output").partition("\n")
     assert head.startswith(HEADER.strip()), head
     return text

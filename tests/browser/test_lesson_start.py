@@ -10,6 +10,7 @@ from tests.browser.lesson_steps import (
     fill_text,
     lesson_page_fixture,
     says,
+    settle,
     step_text,
     text_of,
 )
@@ -64,6 +65,7 @@ def test_step_2(lesson_page):
             DONE,
             arg=before,
         )
+        settle(page, "sample-output")
         assert len(text_of(page, "sample-output")) > 20
     assert "greedy" in step and "hot" in step
 

@@ -16,6 +16,7 @@ from tests.browser.lesson_steps import (
     number_after,
     run_event,
     says,
+    settle,
     set_number,
     step_text,
     text_of,
@@ -151,5 +152,6 @@ def test_step_6(lesson_page):
     page.get_by_role("tab", name="Sample").click()
     choose(page, "sample-model", "my model (Train tab)", leave="#sample-prompt textarea")
     click_and_wait(page, "#sample-generate", page.locator("#sample-status").get_by_text("Done:"), 120_000)
+    settle(page, "sample-output")
     assert len(text_of(page, "sample-output")) > 20
     page.get_by_role("tab", name="Train").click()

@@ -16,8 +16,8 @@ from tests.browser.lesson_steps import (
     number_after,
     run_event,
     says,
-    settle,
     set_number,
+    settle,
     step_text,
     text_of,
 )

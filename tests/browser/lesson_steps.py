@@ -181,7 +181,7 @@ _SETTLED = """ids => { const v = ids.map(id => document.querySelector(`#${id} te
   window.__pgLastText = v; return window.__pgCalm >= 3; }"""
 
 
-def settle(page, *textboxes: str, timeout: float = 60_000) -> None:
+def settle(page, *textboxes: str, timeout: float = 180_000) -> None:
     """Wait until streamed text boxes hold still: idle status trackers and the same text over three polls
     (the last streamed value can land in the box a moment after the status says Done)."""
     page.evaluate("() => { window.__pgCalm = 0; window.__pgLastText = null; }")

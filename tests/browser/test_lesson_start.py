@@ -33,14 +33,14 @@ def go_start(page) -> None:
 def test_step_1(lesson_page):
     """1 Tokenize opens the Tokenize tab, prefilled with an emoji and four scripts; a pasted sentence tokenizes."""
     page, step = lesson_page, step_text(LESSON, 1)
-    says(step, "**1 Tokenize**", "prefilled with an emoji and four scripts")
+    says(step, "**1 Tokenize**", "prefilled with digits, an emoji and three scripts")
     go_start(page)
     page.locator("#tab-start").get_by_role("button", name="1 Tokenize").click()
     page.locator("#tab-tokenize").wait_for(state="visible")
     text = text_of(page, "tok-text")
-    assert re.search("[\U0001F300-\U0001FAFF]", text)
+    assert re.search("[\U0001F300-\U0001FAFF]", text) and re.search(r"\d", text)
     scripts = ["[A-Za-z]", "[\u4e00-\u9fff\u3040-\u30ff]", "[\u0590-\u05ff]", "[\u0400-\u04ff]", "[\u0600-\u06ff]"]
-    assert sum(bool(re.search(s, text)) for s in scripts) >= 4, f"fewer than four scripts in {text!r}"
+    assert sum(bool(re.search(s, text)) for s in scripts) == 3, f"not three scripts in {text!r}"
     fill_text(page, "tok-text", "Ich spreche ein bisschen Deutsch.")
     page.wait_for_function(
         "() => document.querySelector(\"#tok-stats-inner [data-key='characters'] b\")?.textContent === '33'"

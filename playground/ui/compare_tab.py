@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import re
+import time
 
 import gradio as gr
 
@@ -93,7 +94,7 @@ def stream_compare(
                 "done": [],
             }
         )
-    shown, throttle = (sides[0]["shown"], sides[1]["shown"]), Throttle()
+    shown, throttle, t0 = (sides[0]["shown"], sides[1]["shown"]), Throttle(), time.perf_counter()
     for a in range(n_answers):
         for item in _interleave(sides, s, max_new):
             if not throttle.ready():
@@ -110,7 +111,7 @@ def stream_compare(
         _column(sides[0]["done"], None, 0),
         _column(sides[1]["done"], None, 0),
         *shown,
-        f"Done: {n_answers} answer(s) per model, seed {s.seed}.{notes}",
+        f"Done: {n_answers} answer(s) per model, seed {s.seed}, in {time.perf_counter() - t0:.2f} s.{notes}",
     )
 
 
@@ -194,11 +195,11 @@ def build(ctx: common.TabContext) -> None:
                         step=0.01,
                         label="top-p",
                         elem_id="compare-topp",
-                        elem_classes=["pg-advanced"],
                     )
-                with gr.Row(elem_classes=["pg-advanced"]):
+                with gr.Row():  # instructor mode keeps answers per model and seed (the lesson's steps use them)
                     max_new = gr.Slider(
-                        1, LIMITS.max_new_tokens, value=96, step=1, label="Max new tokens", elem_id="compare-max-new"
+                        1, LIMITS.max_new_tokens, value=96, step=1, label="Max new tokens", elem_id="compare-max-new",
+                        elem_classes=["pg-advanced"],
                     )
                     n_answers = gr.Slider(
                         1, LIMITS.max_answers, value=1, step=1, label="Answers per model", elem_id="compare-answers"

@@ -339,7 +339,6 @@ def build(ctx: common.TabContext) -> None:
                         value="float32",
                         label="dtype",
                         elem_id="ce-dtype",
-                        elem_classes=["pg-advanced"],
                     )
                     brk = gr.Button("Compute the three losses", elem_id="ce-break-go")
                     verdict = gr.HTML(elem_id="ce-break-verdict-box")

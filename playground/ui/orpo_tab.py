@@ -237,7 +237,7 @@ def build(ctx: common.TabContext) -> None:
                 with gr.Row():
                     n_steps = gr.Slider(1, LIMITS.max_orpo_steps, value=min(10, LIMITS.max_orpo_steps), step=1,
                                         label="N", elem_id="orpo-n")
-                    lr = gr.Number(1e-3, label="learning rate", elem_id="orpo-lr", elem_classes=["pg-advanced"])
+                    lr = gr.Number(1e-3, label="learning rate", elem_id="orpo-lr")
                 with gr.Row():
                     steps_btn = gr.Button("Take N ORPO steps on this example", variant="primary",
                                           elem_id="orpo-steps-btn")

@@ -263,14 +263,15 @@ def build(ctx: common.TabContext) -> None:
                         label="top-p",
                         elem_id="sample-topp",
                         info="keep the smallest set reaching this mass; 1 = off",
+                    )
+                with gr.Row():  # instructor mode hides what no lesson step uses (pg-advanced), never the seed
+                    max_new = gr.Slider(
+                        1, LIMITS.max_new_tokens, value=64, step=1, label="Max new tokens", elem_id="sample-max-new",
                         elem_classes=["pg-advanced"],
                     )
-                with gr.Row(elem_classes=["pg-advanced"]):
-                    max_new = gr.Slider(
-                        1, LIMITS.max_new_tokens, value=64, step=1, label="Max new tokens", elem_id="sample-max-new"
-                    )
                     n_answers = gr.Slider(
-                        1, LIMITS.max_answers, value=1, step=1, label="Answers", elem_id="sample-answers"
+                        1, LIMITS.max_answers, value=1, step=1, label="Answers", elem_id="sample-answers",
+                        elem_classes=["pg-advanced"],
                     )
                     seed = gr.Number(0, label="Seed", precision=0, minimum=0, elem_id="sample-seed")
                 with gr.Row():

@@ -73,6 +73,7 @@ def analyse(tok: tk.Tokenizer, text: str) -> dict:
         "unique tokens": len(set(ids)),
         "byte-fallback pieces": n_bytes,
         "round trip": decoded == text,
+        "decoded": decoded,
     }
 
 
@@ -114,7 +115,8 @@ def stats_html(tok: tk.Tokenizer, a: dict, elem: str) -> str:
         "<span class='pg-ok' data-key='round trip'>decode(encode(text)) == text ✓</span>"
         if ok
         else "<span class='pg-bad' data-key='round trip'>decode(encode(text)) != text ✗ (this tokenizer is lossy "
-        "here: normalisation or unknown characters)</span>"
+        "here: normalisation or unknown characters); decoded: "
+        f"<code data-key='decoded'>{html.escape(visible(a['decoded'][:500]))}</code></span>"
     )
     return (
         f"<div class='pg-stats' id='{elem}-inner'><span class='pg-tok-name'>{html.escape(tok.name)} "
@@ -296,7 +298,6 @@ def build(ctx: common.TabContext) -> None:
                             value="bpe",
                             label="Model type",
                             elem_id="tok-model-type",
-                            elem_classes=["pg-advanced"],
                         )
                     train_btn = gr.Button("Train", elem_id="tok-train")
                     status = gr.Markdown(elem_id="tok-train-status")

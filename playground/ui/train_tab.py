@@ -814,11 +814,15 @@ def build(ctx: common.TabContext) -> None:
                         elem_id="train-params",
                     )
                 with gr.Accordion("Training", open=True):
-                    with gr.Row(elem_classes=["pg-advanced"]):
-                        lr = gr.Number(tiny["lr"], label="Peak learning rate", minimum=1e-6, maximum=1.0)
-                        batch = gr.Number(tiny["batch"], label="Batch size", precision=0, minimum=1, maximum=128)
-                        total = gr.Number(tiny["steps"], label="Total steps (schedule)", precision=0, minimum=1)
-                        warmup = gr.Number(20, label="Warmup steps", precision=0, minimum=0)
+                    with gr.Row():  # instructor mode keeps the learning rate and total steps (lesson steps 2 and 4)
+                        lr = gr.Number(tiny["lr"], label="Peak learning rate", minimum=1e-6, maximum=1.0,
+                                       elem_id="train-lr")
+                        batch = gr.Number(tiny["batch"], label="Batch size", precision=0, minimum=1, maximum=128,
+                                          elem_classes=["pg-advanced"])
+                        total = gr.Number(tiny["steps"], label="Total steps (schedule)", precision=0, minimum=1,
+                                          elem_id="train-total")
+                        warmup = gr.Number(20, label="Warmup steps", precision=0, minimum=0,
+                                           elem_classes=["pg-advanced"])
                     with gr.Row():
                         mode = gr.Radio(["steps", "seconds"], value="steps", label="Burst by", elem_id="train-mode")
                         amount = gr.Number(100, label="Burst length", minimum=1, elem_id="train-amount")

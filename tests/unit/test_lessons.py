@@ -62,3 +62,15 @@ def test_lesson_formulas_are_latex_that_renders(name):
 def test_lesson_panel_is_collapsible():
     source = (ROOT / "playground" / "ui" / "common.py").read_text(encoding="utf-8")
     assert "gr.Accordion(" in source.split("def lesson", 1)[1].split("\ndef ", 1)[0]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_try_this_step_has_its_browser_test(name):
+    """Issue 16: each "Try this" step is walked in Chromium by tests/browser/test_lesson_<name>.py::test_step_<n>
+    (normal and instructor mode). A lesson that gains a step fails here until a test follows it."""
+    steps = re.split(r"^\s*\d+\.\s+", _section((LESSONS / f"{name}.md").read_text(encoding="utf-8"), "Try this"),
+                     flags=re.M)[1:]
+    walk = ROOT / "tests" / "browser" / f"test_lesson_{name}.py"
+    assert walk.is_file(), f"no walk-through of lessons/{name}.md ({walk.name})"
+    tested = sorted(int(n) for n in re.findall(r"^def test_step_(\d+)\(", walk.read_text(encoding="utf-8"), re.M))
+    assert tested == list(range(1, len(steps) + 1)), f"{len(steps)} steps in the lesson, tests for {tested}"

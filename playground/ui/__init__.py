@@ -11,7 +11,7 @@ import importlib
 import gradio as gr
 
 from playground.ui import share
-from playground.ui.common import CSS, THEME, TabContext, new_session
+from playground.ui.common import CSS, HEAD, THEME, TabContext, new_session
 
 # Tab modules in the order learners meet them: text -> tokens -> loss -> training -> sampling -> alignment.
 TABS = [
@@ -47,7 +47,7 @@ def launch_kwargs() -> dict:
     from playground.limits import LIMITS
 
     # state_session_capacity: Gradio keeps every session's config (~0.4 MB here) until this many exist
-    return {"theme": THEME, "css": CSS, "show_error": True, "state_session_capacity": LIMITS.max_sessions}
+    return {"theme": THEME, "css": CSS, "head": HEAD, "show_error": True, "state_session_capacity": LIMITS.max_sessions}
 
 
 def _cap_closed_session_ttl() -> None:

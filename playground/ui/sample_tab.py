@@ -146,18 +146,18 @@ def bars_html(stages: list[sampling.Stage], tokenizer, drawn: int | None = None)
 ROW = "display:flex;align-items:center;gap:6px;"
 LABEL = "width:7em;overflow:hidden;white-space:pre"
 TRACK = "flex:1;background:#e5e7eb;height:12px;border-radius:3px"
-VALUE = "width:4.8em;text-align:right;font-variant-numeric:tabular-nums"
+VALUE = "min-width:4.8em;white-space:nowrap;text-align:right;font-variant-numeric:tabular-nums"
 PANEL = "flex:1;min-width:230px;border:1px solid #e5e7eb;border-radius:8px;padding:6px"
 
 
 def _panel(stage: sampling.Stage, ids: list[int], tokenizer, drawn: int | None, color: str, scale: float) -> str:
     rows = []
     for i, p in zip(ids, stage.top(ids), strict=True):
-        lit = "background:#fde68a;font-weight:bold;" if i == drawn else ""
-        mark = " ◀ drawn" if i == drawn else ""
+        lit = "background:#fde68a;font-weight:bold;" if i == drawn else ""  # .pg-lit: dark text in both themes
+        mark = " <span class='pg-drawn'>◀ drawn</span>" if i == drawn else ""
         bar = f"width:{100 * p / scale:.2f}%;background:{color};height:12px;border-radius:3px"
         rows.append(
-            f"<div class='pg-bar-row' style='{ROW}{lit}'>"
+            f"<div class='pg-bar-row{' pg-lit' if lit else ''}' style='{ROW}{lit}'>"
             f"<code style='{LABEL}'>{html.escape(_piece(tokenizer, i))}</code>"
             f"<div style='{TRACK}'><div class='pg-bar' style='{bar}'></div></div>"
             f"<span style='{VALUE}'>{p:.3f}{mark}</span></div>"

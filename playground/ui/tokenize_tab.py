@@ -98,20 +98,72 @@ def colour(i: int) -> str:
 
 
 def chips_html(tok: tk.Tokenizer, ids: list[int], elem: str) -> str:
-    """The tokens as chips: the piece (escaped) with its id beneath; bytes and specials marked."""
+    """The tokens as chips: the piece (escaped) with its id beneath; bytes and specials marked. Byte-fallback
+    pieces that together spell one character sit in one box under that character (こ over its three bytes).
+    Hovering a chip shows its id and UTF-8 bytes (title) and lights up the chips of the same character."""
     spans = []
-    for i in ids[:MAX_CHIPS]:
-        piece = visible(tok.id_to_piece(i) or "")
-        kind = "byte" if tok.is_byte(i) else "special" if tok.is_special(i) else ""
-        text = html.escape(piece).replace("\u2581", "<span class='pg-ws'>\u2581</span>")
+    for group in byte_groups(tok, ids[:MAX_CHIPS]):
+        if isinstance(group, int):
+            spans.append(_chip(tok, group))
+            continue
+        char, members = group
+        inner = "".join(_chip(tok, i) for i in members)
+        label = html.escape(visible(char)) if char else "?"
+        what = f"U+{ord(char):04X}, " if len(char) == 1 else ""
         spans.append(
-            f"<span class='pg-tok {kind}' style='background:{colour(i)}' title='id {i}"
-            f"{' (' + kind + ')' if kind else ''}'>{text}<sub>{i}</sub></span>"
+            f"<span class='pg-char' title='{label}: {what}{len(members)} byte pieces'>"
+            f"<span class='pg-char-label'>{label}</span>{inner}</span>"
         )
     more = ""
     if len(ids) > MAX_CHIPS:
         more = f"<p class='pg-more'>… showing the first {MAX_CHIPS:,} of {len(ids):,} tokens (counts cover all).</p>"
     return f"<div class='pg-tokens' id='{elem}-inner'>{''.join(spans)}</div>{more}"
+
+
+def _chip(tok: tk.Tokenizer, i: int) -> str:
+    piece = visible(tok.id_to_piece(i) or "")
+    kind = "byte" if tok.is_byte(i) else "special" if tok.is_special(i) else ""
+    text = html.escape(piece).replace("\u2581", "<span class='pg-ws'>\u2581</span>")
+    surface = (tok.id_to_piece(i) or "").replace("\u2581", " ")  # the word-start mark stands for a space
+    raw = bytes([byte_value(tok, i)]) if tok.is_byte(i) else surface.encode("utf-8")
+    utf8 = " ".join(f"{b:02X}" for b in raw)
+    return (
+        f"<span class='pg-tok {kind}' style='background:{colour(i)}' data-id='{i}' "
+        f"title='id {i}{' (' + kind + ')' if kind else ''}; UTF-8 bytes: {utf8 or 'none'}'>{text}<sub>{i}</sub></span>"
+    )
+
+
+def byte_value(tok: tk.Tokenizer, i: int) -> int:
+    """The byte a byte-fallback piece stands for (`<0xE3>` -> 0xE3)."""
+    m = re.fullmatch(r"<0x([0-9A-Fa-f]{2})>", tok.id_to_piece(i) or "")
+    if m is None:
+        raise ValueError(f"token {i} is not a byte piece")
+    return int(m.group(1), 16)
+
+
+def byte_groups(tok: tk.Tokenizer, ids: list[int]) -> list:
+    """`ids` with each run of byte pieces cut into the characters they spell: an id stays an int; a character is
+    (char, [its byte ids]). Bytes that spell no whole character (cut off, or invalid UTF-8) become ("", [ids])."""
+    out: list = []
+    pending: list[int] = []
+    for i in [*ids, None]:
+        if i is not None and tok.is_byte(i):
+            pending.append(i)
+            data = bytes(byte_value(tok, j) for j in pending)
+            try:
+                out.append((data.decode("utf-8"), pending))
+                pending = []
+            except UnicodeDecodeError:
+                if len(pending) >= 4 or (pending and data[0] < 0x80) or data[0] & 0xC0 == 0x80:
+                    out.append(("", pending))  # not the start of a character: leave it unnamed
+                    pending = []
+            continue
+        if pending:
+            out.append(("", pending))
+            pending = []
+        if i is not None:
+            out.append(i)
+    return out
 
 
 def stats_html(tok: tk.Tokenizer, a: dict, elem: str) -> str:

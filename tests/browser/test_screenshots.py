@@ -51,7 +51,7 @@ def _do(pg, tab: str) -> None:
     elif tab == "train":
         pg.locator("#train-start").click()
         pg.get_by_text("burst done: 30 steps").wait_for(timeout=120_000)
-        pg.locator("#train-attention img").wait_for()
+        pg.locator("#train-attention .pg-attn-map:not([hidden])").wait_for()
     elif tab in ("sample", "compare"):
         pg.locator(f"#{tab}-generate").click()
         pg.locator(f"#{tab}-status").get_by_text("Done:").wait_for(timeout=120_000)

@@ -208,9 +208,17 @@ def model_picker(label: str = "Model", value: str | None = None, kinds=("gpt", "
         value=value or (choices[0] if choices else None),
         label=label,
         allow_custom_value=True,
-        info="A bundled model, your trained one, a local folder, or a Hub id such as HuggingFaceTB/SmolLM2-135M",
+        info=source_hint("A bundled model, your trained one"),
         **kw,
     )
+
+
+def source_hint(first: str) -> str:
+    """A picker's hint: `first`, then a local folder only where this server allows them (limits.py), and a Hub id."""
+    from playground.limits import LIMITS
+
+    folder = ", a local folder" if LIMITS.allow_local_paths else ""
+    return f"{first}{folder}, or a Hub id such as HuggingFaceTB/SmolLM2-135M"
 
 
 # ----------------------------------------------------------------------------------------------- exports

@@ -270,7 +270,7 @@ def build(ctx: common.TabContext) -> None:
                     elem_id="tok-text",
                 )
                 with gr.Row():
-                    hint = "bundled, yours, a local folder, or a Hub id (e.g. HuggingFaceTB/SmolLM2-135M)"
+                    hint = common.source_hint("The bundled one, yours")
                     choice = gr.Dropdown(
                         choices=[BUNDLED_LABEL],
                         value=BUNDLED_LABEL,

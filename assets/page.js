@@ -76,3 +76,40 @@
     view.querySelectorAll(".pg-attn-thumb").forEach((b) => b.setAttribute("aria-pressed", String(b === btn)));
   });
 })();
+
+// Cross-entropy chips: clicking a token (or Enter on it) lists the model's top guesses at that position.
+(() => {
+  const open = (chip) => {
+    const box = chip.closest(".pg-ce-chips").parentElement.querySelector(".pg-ce-guesses");
+    if (!box) return;
+    const guesses = JSON.parse(chip.dataset.top);
+    const target = chip.textContent;
+    box.querySelector(".pg-ce-guesses-title").textContent =
+      `Before “${target}” the model guessed (p(target) = ${Number(chip.dataset.p).toFixed(4)}):`;
+    const list = box.querySelector("ol");
+    list.replaceChildren(...guesses.map(([piece, p]) => {
+      const li = document.createElement("li");
+      li.className = "pg-ce-guess" + (piece === target ? " pg-ce-hit" : "");
+      const bar = document.createElement("span");
+      bar.className = "pg-ce-guess-bar";
+      bar.style.width = `${Math.max(1, 100 * p)}%`;
+      const label = document.createElement("code");
+      label.textContent = piece;
+      const value = document.createElement("span");
+      value.className = "pg-ce-guess-p";
+      value.textContent = p.toFixed(4);
+      li.append(label, bar, value);
+      return li;
+    }));
+    document.querySelectorAll(".pg-ce-tok.pg-ce-on").forEach((c) => c.classList.remove("pg-ce-on"));
+    chip.classList.add("pg-ce-on");
+  };
+  document.addEventListener("click", (e) => {
+    const chip = e.target.closest && e.target.closest(".pg-ce-tok[data-top]");
+    if (chip) open(chip);
+  });
+  document.addEventListener("keydown", (e) => {
+    const chip = e.target.closest && e.target.closest(".pg-ce-tok[data-top]");
+    if (chip && (e.key === "Enter" || e.key === " ")) { e.preventDefault(); open(chip); }
+  });
+})();

@@ -33,6 +33,7 @@ THEME = gr.themes.Soft(
     button_primary_background_fill_hover="*primary_700",
     button_primary_background_fill_dark="*primary_600",
     button_primary_background_fill_hover_dark="*primary_700",
+    button_secondary_background_fill_hover_dark="*primary_600",
     button_primary_border_color="*primary_600",
     checkbox_label_background_fill_selected="*primary_600",
     link_text_color="*secondary_800",

@@ -73,6 +73,15 @@ def answer_text(tokenizer, prompt: list[int], new: list[int]) -> str:
 
 
 # ------------------------------------------------------------------------------------------ streaming
+SLOW_SECONDS = 0.15  # slow motion: the pause after each streamed token
+
+
+def _per_token(args: dict) -> float:
+    """Seconds the generated tokens may take on a ZeroGPU lease: decoding, plus the slow-motion pauses if chosen."""
+    each = 0.03 + (SLOW_SECONDS if args.get("slow") is True else 0.0)
+    return each * common.gpu_seconds(args, "max_new", 64) * common.gpu_seconds(args, "n_answers", 1)
+
+
 class Throttle:
     """True at most every `interval` seconds (and always the first time): each streamed update costs the server
     and the browser a few tens of ms on a busy CPU, so a fast model sends a handful of tokens per update."""
@@ -89,9 +98,10 @@ class Throttle:
 
 
 @common.friendly
-@common.gpu(duration=lambda a: 10 + 0.03 * common.gpu_seconds(a, "max_new", 64) * common.gpu_seconds(a, "n_answers", 1))
-def stream_answers(choice, prompt, temperature, top_k, top_p, max_new, n_answers, seed, session):
-    """Yield (answers text, status markdown) after every token, for every answer in turn."""
+@common.gpu(duration=lambda a: 10 + _per_token(a))
+def stream_answers(choice, prompt, temperature, top_k, top_p, max_new, n_answers, seed, session, slow=False):
+    """Yield (answers text, status markdown) after every token, for every answer in turn. In slow motion every
+    token is its own screen update, SLOW_SECONDS apart, so the learner sees the text grow token by token."""
     bundle = common.resolve_bundle(choice, session)
     prompt = check_text(prompt, "prompt")
     s = Settings.from_ui(temperature, top_k, top_p, seed)
@@ -101,7 +111,7 @@ def stream_answers(choice, prompt, temperature, top_k, top_p, max_new, n_answers
     ids, dropped = sampling.crop_prompt(prompt_ids(tok, prompt), sampling.context_length(model))
     gen = s.generator()  # one generator for all answers: answer 2 continues the random stream of answer 1
     done: list[str] = []
-    t0, n_tokens, first, throttle = time.perf_counter(), 0, None, Throttle()
+    t0, n_tokens, first, throttle = time.perf_counter(), 0, None, Throttle(0.0 if slow else 0.05)
     for a in range(n_answers):
         new: list[int] = []
         for token in sampling.generate(model, ids, max_new, s.temperature, s.top_k, s.top_p, gen, tok.eos_id):
@@ -112,6 +122,8 @@ def stream_answers(choice, prompt, temperature, top_k, top_p, max_new, n_answers
                 continue
             text = "\n\n".join(done + [f"── answer {a + 1} ──\n{answer_text(tok, ids, new)}"])
             yield text, f"Answer {a + 1} of {n_answers}: {len(new)} tokens…"
+            if slow:
+                time.sleep(SLOW_SECONDS)
         ended = " (ended with end-of-sequence)" if new and new[-1] == tok.eos_id else ""
         done.append(f"── answer {a + 1} ──{ended}\n{answer_text(tok, ids, new)}")
     took = time.perf_counter() - t0
@@ -276,6 +288,9 @@ def build(ctx: common.TabContext) -> None:
                 with gr.Row():
                     go = gr.Button("Generate", variant="primary", elem_id="sample-generate")
                     stop = gr.Button("Stop", variant="stop", elem_id="sample-stop")
+                    slow = gr.Checkbox(
+                        False, label=f"Slow motion (a token every {SLOW_SECONDS} s)", elem_id="sample-slow"
+                    )
                 output = gr.Textbox(
                     label="Answers (streamed token by token)",
                     lines=10,
@@ -302,7 +317,7 @@ def build(ctx: common.TabContext) -> None:
                      "max_new": max_new, "answers": n_answers, "seed": seed},
                 )
 
-        inputs = [model, prompt, temperature, top_k, top_p, max_new, n_answers, seed, ctx.session]
+        inputs = [model, prompt, temperature, top_k, top_p, max_new, n_answers, seed, ctx.session, slow]
         event = go.click(stream_answers, inputs, [output, status], api_name="sample_generate", **common.HEAVY)
         stop.click(None, None, None, cancels=[event], api_visibility="private", queue=False)
         step_inputs = [model, prompt, temperature, top_k, top_p, seed, step_state, ctx.session]

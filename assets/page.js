@@ -113,3 +113,19 @@
     if (chip && (e.key === "Enter" || e.key === " ")) { e.preventDefault(); open(chip); }
   });
 })();
+
+// Start page: a stage of the pipeline picture opens its tab (as its step button below does); Enter works too.
+(() => {
+  const go = (stage) => {
+    const btn = document.getElementById(`start-go-${stage.dataset.tab}`);
+    if (btn) btn.click();
+  };
+  document.addEventListener("click", (e) => {
+    const stage = e.target.closest && e.target.closest(".pg-pipeline .pg-stage");
+    if (stage) go(stage);
+  });
+  document.addEventListener("keydown", (e) => {
+    const stage = e.target.closest && e.target.closest(".pg-pipeline .pg-stage");
+    if (stage && (e.key === "Enter" || e.key === " ")) { e.preventDefault(); go(stage); }
+  });
+})();

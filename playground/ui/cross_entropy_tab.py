@@ -21,7 +21,7 @@ import torch
 
 from playground import losses
 from playground.limits import LIMITS, check_float, check_text
-from playground.ui import common, share
+from playground.ui import common, share, start_tab
 
 log = logging.getLogger(__name__)
 
@@ -313,7 +313,7 @@ def break_naive(model_choice: str, text: str, scale_exp: float, dtype: str, sess
 
 # ------------------------------------------------------------------------------------------------ layout
 def build(ctx: common.TabContext) -> None:
-    with gr.Tab("Cross-entropy", id="cross_entropy", elem_id="tab-cross_entropy"):
+    with gr.Tab("2 Cross-entropy", id="cross_entropy", elem_id="tab-cross_entropy"):
         with gr.Row():
             with gr.Column(scale=2, min_width=320):
                 common.lesson("cross_entropy")
@@ -362,6 +362,7 @@ def build(ctx: common.TabContext) -> None:
                     verdict = gr.HTML(elem_id="ce-break-verdict-box")
                     broken = gr.Dataframe(headers=BREAK_HEADERS, interactive=False, elem_id="ce-break-table")
                 share.register(ctx, "cross_entropy", {"model": model, "text": text, "scale": scale_exp, "dtype": dtype})
+                start_tab.next_step(ctx, "cross_entropy")  # the path through the tabs
         go.click(
             score,
             [model, text, ctx.session],

@@ -215,7 +215,7 @@ def reset_copy(session):
 def build(ctx: common.TabContext) -> None:
     labels = [e["label"] for e in examples()]
     first = examples()[0]
-    with gr.Tab("ORPO", id="orpo", elem_id="tab-orpo"):
+    with gr.Tab("6 ORPO", id="orpo", elem_id="tab-orpo"):
         with gr.Row():
             with gr.Column(scale=2, min_width=320):
                 common.lesson("orpo")

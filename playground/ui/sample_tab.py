@@ -18,7 +18,7 @@ import torch
 
 from playground import sampling
 from playground.limits import LIMITS, check_float, check_int, check_text
-from playground.ui import common, share
+from playground.ui import common, share, start_tab
 
 DEFAULT_PROMPT = "Once upon a time"
 MAX_TEMPERATURE = 5.0
@@ -242,7 +242,7 @@ def reset_steps():
 
 # ------------------------------------------------------------------------------------------------ layout
 def build(ctx: common.TabContext) -> None:
-    with gr.Tab("Sample", id="sample", elem_id="tab-sample"):
+    with gr.Tab("4 Sample", id="sample", elem_id="tab-sample"):
         with gr.Row():
             with gr.Column(scale=2, min_width=320):
                 common.lesson("sample")
@@ -316,6 +316,7 @@ def build(ctx: common.TabContext) -> None:
                     {"model": model, "prompt": prompt, "temperature": temperature, "top_k": top_k, "top_p": top_p,
                      "max_new": max_new, "answers": n_answers, "seed": seed},
                 )
+                start_tab.next_step(ctx, "sample")  # the path through the tabs
 
         inputs = [model, prompt, temperature, top_k, top_p, max_new, n_answers, seed, ctx.session, slow]
         event = go.click(stream_answers, inputs, [output, status], api_name="sample_generate", **common.HEAVY)

@@ -23,7 +23,7 @@ import gradio as gr
 from playground import checkpoints, corpus
 from playground import tokenizer as tk
 from playground.limits import LIMITS, check_int, check_text
-from playground.ui import common, share
+from playground.ui import common, share, start_tab
 
 log = logging.getLogger(__name__)
 
@@ -256,7 +256,7 @@ def _download_file(name: str, data: bytes) -> Path:
 
 # --------------------------------------------------------------------------------------------- layout
 def build(ctx: common.TabContext) -> None:
-    with gr.Tab("Tokenize", id="tokenize", elem_id="tab-tokenize"):
+    with gr.Tab("1 Tokenize", id="tokenize", elem_id="tab-tokenize"):
         with gr.Row():
             with gr.Column(scale=2, min_width=320):
                 common.lesson("tokenize")
@@ -332,6 +332,7 @@ def build(ctx: common.TabContext) -> None:
                     status = gr.Markdown(elem_id="tok-train-status")
                     download = gr.File(label="Your tokenizer (.model)", interactive=False, elem_id="tok-download")
                 share.register(ctx, "tokenize", {"text": text, "tokenizer": choice, "compare": compare})
+                start_tab.next_step(ctx, "tokenize")  # the path through the tabs
         inputs = [text, choice, compare, ctx.session]
         outputs = [stats, chips, table, stats_b, chips_b]
         go.click(tokenize, inputs, outputs, api_name="tokenize", **common.LIGHT)

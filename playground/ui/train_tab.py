@@ -26,7 +26,7 @@ import torch
 
 from playground import checkpoints, corpus, data, introspect, train
 from playground.limits import LIMITS, check_float, check_int, check_text
-from playground.ui import attention_view, common, share
+from playground.ui import attention_view, common, share, start_tab
 
 log = logging.getLogger(__name__)
 
@@ -473,7 +473,7 @@ def download(session):
 # ------------------------------------------------------------------------------------------------ layout
 def build(ctx: common.TabContext) -> None:
     tiny = PRESETS["tiny"]
-    with gr.Tab("Train", id="train", elem_id="tab-train"):
+    with gr.Tab("3 Train", id="train", elem_id="tab-train"):
         with gr.Row():
             with gr.Column(scale=2, min_width=320):
                 common.lesson("train")
@@ -582,6 +582,7 @@ def build(ctx: common.TabContext) -> None:
                     {"source": source, "arch": arch, "preset": preset, "mode": mode, "amount": amount,
                      "prompt": prompt},
                 )
+                start_tab.next_step(ctx, "train")  # the path through the tabs
 
         knobs = [
             source,

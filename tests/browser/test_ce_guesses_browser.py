@@ -58,6 +58,6 @@ def test_sort_hint_is_true(page):
     menu = header.locator(".cell-menu-button")
     assert menu.is_visible() and menu.inner_text() == "⋮"  # shown without hovering, as the label says
     menu.click()
-    page.get_by_role("button", name="Sort descending").click()
+    page.get_by_text("Sort descending", exact=True).click()
     col = [float(t) for t in table.locator("tbody tr td:nth-child(5)").all_inner_texts()[:5]]
     assert col == sorted(col, reverse=True) and len(col) == 5

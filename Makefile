@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: run test venv dev-deps browser lint bench clean
+.PHONY: run test venv dev-deps browser lint bench clean screenshots
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -36,3 +36,6 @@ bench: venv
 
 clean:
 	rm -rf .pytest_cache .ruff_cache test-artifacts
+
+screenshots: dev-deps browser  # rewrite the README images in docs/screenshots/ from the browser tests
+	PLAYGROUND_SCREENSHOTS=docs $(PY) -m pytest -q tests/browser/test_screenshots.py

@@ -129,3 +129,15 @@
     if (stage && (e.key === "Enter" || e.key === " ")) { e.preventDefault(); go(stage); }
   });
 })();
+
+// Tokenize: hovering a chip lights its stretch of the text above the chips, and the other way round (data-k).
+(() => {
+  const link = (e, on) => {
+    const el = e.target.closest && e.target.closest(".pg-tok-text .pg-span, .pg-tokens > [data-k]");
+    if (!el) return;
+    const block = el.closest(".pg-tok-text, .pg-tokens").parentElement;
+    block.querySelectorAll(`[data-k="${el.dataset.k}"]`).forEach((x) => x.classList.toggle("pg-lit", on));
+  };
+  document.addEventListener("mouseover", (e) => link(e, true));
+  document.addEventListener("mouseout", (e) => link(e, false));
+})();

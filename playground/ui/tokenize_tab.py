@@ -101,23 +101,51 @@ def chips_html(tok: tk.Tokenizer, ids: list[int], elem: str) -> str:
     """The tokens as chips: the piece (escaped) with its id beneath; bytes and specials marked. Byte-fallback
     pieces that together spell one character sit in one box under that character (こ over its three bytes).
     Hovering a chip shows its id and UTF-8 bytes (title) and lights up the chips of the same character."""
-    spans = []
-    for group in byte_groups(tok, ids[:MAX_CHIPS]):
+    spans, shown = [], ids[:MAX_CHIPS]
+    groups = byte_groups(tok, shown)
+    for k, group in enumerate(groups):
         if isinstance(group, int):
-            spans.append(_chip(tok, group))
+            spans.append(_chip(tok, group).replace("<span ", f"<span data-k='{k}' ", 1))
             continue
         char, members = group
         inner = "".join(_chip(tok, i) for i in members)
         label = html.escape(visible(char)) if char else "?"
         what = f"U+{ord(char):04X}, " if len(char) == 1 else ""
         spans.append(
-            f"<span class='pg-char' title='{label}: {what}{len(members)} byte pieces'>"
+            f"<span class='pg-char' data-k='{k}' title='{label}: {what}{len(members)} byte pieces'>"
             f"<span class='pg-char-label'>{label}</span>{inner}</span>"
         )
     more = ""
     if len(ids) > MAX_CHIPS:
         more = f"<p class='pg-more'>… showing the first {MAX_CHIPS:,} of {len(ids):,} tokens (counts cover all).</p>"
-    return f"<div class='pg-tokens' id='{elem}-inner'>{''.join(spans)}</div>{more}"
+    return (
+        f"{text_view(tok, shown, groups)}<div class='pg-tokens' id='{elem}-inner'>{''.join(spans)}</div>{more}"
+    )
+
+
+def surfaces(tok: tk.Tokenizer, ids: list[int], window: int = 8) -> list[str]:
+    """Each token's text in the decoded text: decode(previous `window` tokens + it) minus decode(the previous ones)
+    (linear time; a SentencePiece decode drops the first token's space in both, so the difference keeps it). A byte
+    that leaves its character unfinished gets "", the byte that completes it the whole character."""
+    out = []
+    for k in range(len(ids)):
+        before = tok.decode(ids[max(0, k - window) : k]).rstrip("\ufffd")
+        upto = tok.decode(ids[max(0, k - window) : k + 1])
+        out.append("" if upto.endswith("\ufffd") or not upto.startswith(before) else upto[len(before) :])
+    return out
+
+
+def text_view(tok: tk.Tokenizer, ids: list[int], groups: list) -> str:
+    """The text again, each token's (or grouped character's) stretch a span with the same data-k as its chip:
+    hovering either lights both (assets/page.js)."""
+    surf, parts, at = surfaces(tok, ids), [], 0
+    for k, group in enumerate(groups):
+        n = 1 if isinstance(group, int) else len(group[1])
+        piece = "".join(surf[at : at + n])
+        at += n
+        parts.append(f"<span class='pg-span' data-k='{k}'>{html.escape(piece)}</span>")
+    label = "the text, token by token: hover a stretch or a chip"
+    return f"<div class='pg-tok-text' tabindex='0' role='region' aria-label='{label}'>{''.join(parts)}</div>"
 
 
 def _chip(tok: tk.Tokenizer, i: int) -> str:

@@ -3,6 +3,7 @@ UTF-8 bytes; checked against Python's own UTF-8 encoder, then in the served page
 
 from __future__ import annotations
 
+import html
 import re
 
 import pytest
@@ -53,3 +54,16 @@ def test_grouped_chips_in_the_served_page(client):
     out = client.predict(TEXT, tokenize_tab.BUNDLED_LABEL, tokenize_tab.NONE, api_name="/tokenize")
     chips = out[1]
     assert "<span class='pg-char-label'>🚀</span>" in chips
+
+
+def test_text_view_spells_the_text_and_links_every_chip(tok):
+    ids = tok.encode(TEXT)
+    page = tokenize_tab.chips_html(tok, ids, "t")
+    view = page[: page.index("<div class='pg-tokens'")]
+    stretches = re.findall(r"<span class='pg-span' data-k='(\d+)'>(.*?)</span>", view, flags=re.S)
+    assert html.unescape("".join(s for _, s in stretches)) == TEXT  # the text itself, cut at token boundaries
+    keys = [k for k, _ in stretches]
+    assert keys == [str(k) for k in range(len(keys))]
+    chips = page[page.index("<div class='pg-tokens'") :]
+    assert sorted(set(re.findall(r"data-k='(\d+)'", chips)), key=int) == keys  # every stretch has its chip(s)
+

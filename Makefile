@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip install --quiet -c constraints.txt  # constraints.txt pins the local torch (CPU wheel)
 
-.PHONY: run test venv dev-deps browser lint bench clean
+.PHONY: run test venv dev-deps browser lint bench clean screenshots
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -37,3 +37,6 @@ bench: venv
 
 clean:
 	rm -rf .pytest_cache .ruff_cache test-artifacts
+
+screenshots: dev-deps browser  # rewrite the README images in docs/screenshots/ from the browser tests
+	PLAYGROUND_SCREENSHOTS=docs $(PY) -m pytest -q tests/browser/test_screenshots.py

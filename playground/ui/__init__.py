@@ -11,7 +11,7 @@ import importlib
 import gradio as gr
 
 from playground.ui import guard, scheduler, share
-from playground.ui.common import CSS, THEME, TabContext, new_session
+from playground.ui.common import CSS, HEAD, THEME, TabContext, new_session
 
 # Tab modules in the order learners meet them: text -> tokens -> loss -> training -> sampling -> alignment.
 TABS = [
@@ -50,7 +50,8 @@ def launch_kwargs() -> dict:
     from playground.limits import LIMITS
 
     # state_session_capacity: Gradio keeps every session's config (~0.4 MB here) until this many exist
-    kwargs = {"theme": THEME, "css": CSS, "show_error": True, "state_session_capacity": LIMITS.max_sessions,
+    kwargs = {"theme": THEME, "css": CSS, "head": HEAD, "show_error": True,
+              "state_session_capacity": LIMITS.max_sessions,
               "max_file_size": LIMITS.max_upload_bytes}  # Gradio refuses a larger upload before it is written
     # a class of 30: every learner's burst may wait for its turn (an await, no thread) while keystrokes run
     kwargs["max_threads"] = 100

@@ -24,8 +24,28 @@ THEME = gr.themes.Soft(
     secondary_hue="amber",
     font=["DejaVu Sans", "Helvetica", "Arial", "sans-serif"],
     font_mono=["DejaVu Sans Mono", "Menlo", "monospace"],
+).set(
+    # WCAG AA (4.5:1) for text, checked by axe in tests/browser/test_accessibility.py: Soft's indigo-500 labels on
+    # indigo-100 reach only 3.6:1, its grey-400 hints on white 2.5:1 and white on indigo-500 buttons 4.46:1.
+    block_title_text_color="*primary_700",
+    block_label_text_color="*primary_700",
+    body_text_color_subdued="*neutral_600",
+    body_text_color_subdued_dark="*neutral_400",
+    color_accent="*primary_600",
+    button_primary_background_fill="*primary_600",
+    button_primary_background_fill_hover="*primary_700",
+    button_primary_background_fill_dark="*primary_600",
+    button_primary_background_fill_hover_dark="*primary_700",
+    button_secondary_background_fill_hover_dark="*primary_600",
+    button_primary_border_color="*primary_600",
+    checkbox_label_background_fill_selected="*primary_600",
+    link_text_color="*secondary_800",
+    link_text_color_active="*secondary_800",
+    link_text_color_visited="*secondary_800",
+    link_text_color_visited_dark="*secondary_500",
 )
 CSS = (ASSETS / "style.css").read_text(encoding="utf-8") if (ASSETS / "style.css").exists() else ""
+HEAD = f"<script>{(ASSETS / 'page.js').read_text(encoding='utf-8')}</script>"  # accessibility patches (page.js)
 LATEX = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": "$", "display": False}]
 
 # Event queues. A 2-vCPU Space: heavy events (training, generation, ORPO steps) share one queue with a small
@@ -278,9 +298,17 @@ def model_picker(label: str = "Model", value: str | None = None, kinds=("gpt", "
         value=value or (choices[0] if choices else None),
         label=label,
         allow_custom_value=True,
-        info="A bundled model, your trained one, a local folder, or a Hub id such as HuggingFaceTB/SmolLM2-135M",
+        info=source_hint("A bundled model, your trained one"),
         **kw,
     )
+
+
+def source_hint(first: str) -> str:
+    """A picker's hint: `first`, then a local folder only where this server allows them (limits.py), and a Hub id."""
+    from playground.limits import LIMITS
+
+    folder = ", a local folder" if LIMITS.allow_local_paths else ""
+    return f"{first}{folder}, or a Hub id such as HuggingFaceTB/SmolLM2-135M"
 
 
 # ----------------------------------------------------------------------------------------------- exports

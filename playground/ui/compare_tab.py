@@ -13,10 +13,12 @@ import re
 import time
 
 import gradio as gr
+import pandas as pd
+import torch
 
-from playground import sampling, spaces_support
+from playground import losses, sampling, spaces_support
 from playground.limits import LIMITS, check_int, check_text
-from playground.ui import common, share
+from playground.ui import common, share, start_tab
 from playground.ui.sample_tab import MAX_TEMPERATURE, Settings, Throttle, crop_note, prompt_ids
 
 DEFAULT_PROMPT = "What is a food recipe using apple?"  # the course's question (notes 76)
@@ -103,7 +105,7 @@ def stream_compare(
                 _column(side["done"], response_text(side["bundle"].tokenizer, new), a)
                 for side, new in zip(sides, item, strict=True)
             ]
-            yield texts[0], texts[1], *shown, f"Answer {a + 1} of {n_answers}…"
+            yield texts[0], texts[1], *shown, f"Answer {a + 1} of {n_answers}…", gr.skip()
     notes = "".join(
         f" {name}:{side['note']}" for name, side in zip(("Left", "Right"), sides, strict=True) if side["note"]
     )
@@ -112,7 +114,38 @@ def stream_compare(
         _column(sides[1]["done"], None, 0),
         *shown,
         f"Done: {n_answers} answer(s) per model, seed {s.seed}, in {time.perf_counter() - t0:.2f} s.{notes}",
+        eos_frame(sides, (left, right)),
     )
+
+
+EOS_COLUMN = "p_eos"
+
+
+def eos_probs(bundle, prompt: list[int], new: list[int]) -> list[float]:
+    """p(end-of-sequence) before each generated token: softmax of the logits that token was drawn from, read back
+    in one teacher-forced pass over prompt + answer (the same context generation saw, in windows if longer)."""
+    eos = bundle.tokenizer.eos_id
+    if eos is None or not new:
+        return []
+    was_training = bundle.model.training
+    bundle.model.eval()
+    try:
+        logits, _ = losses.windowed_logits(bundle.model, prompt + new, losses.context_window(bundle.model))
+    finally:
+        bundle.model.train(was_training)
+    probs = torch.softmax(logits[len(prompt) - 1 :].float(), dim=-1)  # row k predicts new[k]
+    return probs[:, eos].tolist()
+
+
+def eos_frame(sides: list[dict], names: tuple[str, str]) -> pd.DataFrame:
+    """The EOS-probability curve of each side's first answer: step k = before generated token k (1-based)."""
+    rows = []
+    for side, name, where in zip(sides, names, ("left", "right"), strict=True):
+        new = (side.get("new_ids") or [[]])[0]
+        label = f"{where}: {name}"
+        rows += [(k + 1, p, label) for k, p in enumerate(eos_probs(side["bundle"], side["ids"], new))]
+    frame = pd.DataFrame(rows, columns=["step", EOS_COLUMN, "model"])
+    return frame.astype({"step": "int64", EOS_COLUMN: "float64", "model": "str"})
 
 
 def _interleave(sides: list[dict], s: Settings, max_new: int):
@@ -137,6 +170,7 @@ def _interleave(sides: list[dict], s: Settings, max_new: int):
         yield new
     for side, n in zip(sides, new, strict=True):
         side["done"].append(response_text(side["bundle"].tokenizer, n))
+        side.setdefault("new_ids", []).append(list(n))
 
 
 @common.friendly
@@ -161,7 +195,7 @@ def _pair(names: tuple[str, str]):
 # ------------------------------------------------------------------------------------------------ layout
 def build(ctx: common.TabContext) -> None:
     pair = spaces_support.compare_pair()  # SmolLM2 when a Space preloaded it, else the bundled pair
-    with gr.Tab("Aligned vs base", id="compare", elem_id="tab-compare"):
+    with gr.Tab("5 Aligned vs base", id="compare", elem_id="tab-compare"):
         with gr.Row():
             with gr.Column(scale=2, min_width=320):
                 common.lesson("compare")
@@ -216,6 +250,20 @@ def build(ctx: common.TabContext) -> None:
                         label="Right answers", lines=12, max_lines=30, elem_id="compare-right", buttons=["copy"]
                     )
                 status = gr.Markdown(elem_id="compare-status")
+                eos_plot = gr.LinePlot(
+                    x="step",
+                    y=EOS_COLUMN,
+                    color="model",
+                    y_title="p(end-of-sequence)",
+                    x_title="generated token",
+                    x_axis_format="d",
+                    y_axis_format=".2f",
+                    y_lim=[0, 1],
+                    label="p(end-of-sequence) before each generated token (first answer): why one model stops",
+                    height=240,
+                    buttons=["export", "fullscreen"],
+                    elem_id="compare-eos-plot",
+                )
                 show = gr.Checkbox(
                     False, label="Show the exact prompt strings (with special tokens)", elem_id="compare-show-prompts"
                 )
@@ -230,6 +278,7 @@ def build(ctx: common.TabContext) -> None:
                      "temperature": temperature, "top_k": top_k, "top_p": top_p, "max_new": max_new,
                      "answers": n_answers, "seed": seed},
                 )
+                start_tab.next_step(ctx, "compare")  # the path through the tabs
 
         for picker, box in ((left, chat_left), (right, chat_right)):
             picker.change(looks_like_chat, picker, box, api_visibility="private", queue=False)
@@ -252,7 +301,7 @@ def build(ctx: common.TabContext) -> None:
         event = go.click(
             stream_compare,
             inputs,
-            [left_out, right_out, left_prompt, right_prompt, status],
+            [left_out, right_out, left_prompt, right_prompt, status, eos_plot],
             api_name="compare_generate",
             **common.HEAVY,
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import html
+import json
 import logging
 import math
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ import torch
 
 from playground import losses, models
 from playground.limits import LIMITS, check_float, check_text
-from playground.ui import common, share
+from playground.ui import common, share, start_tab
 
 log = logging.getLogger(__name__)
 
@@ -138,8 +139,28 @@ def surprise_colour(nll: float, scale: float) -> str:
     return f"hsl({120 * (1 - t):.0f}, 75%, 78%)"
 
 
-def chips_html(sc: Scored) -> str:
-    """The text as chips coloured by -log p; hover for the numbers. Every piece of text is escaped."""
+N_GUESSES = 10  # the model's top guesses shown when a chip is clicked
+
+
+def top_guesses(sc: Scored, tokenizer, k: int = N_GUESSES) -> list[list[tuple[str, float]]]:
+    """For each prediction t (of token t+1): the k most likely next tokens under softmax(logits[t]) in float32,
+    as (piece, probability), most likely first."""
+    probs = torch.softmax(sc.logits.float(), dim=-1)  # (N, V)
+    top = probs.topk(min(k, probs.shape[-1]), dim=-1)
+    return [
+        [(tokenizer.id_to_piece(int(i)) or f"#{int(i)}", float(p)) for p, i in zip(ps, ids, strict=True)]
+        for ps, ids in zip(top.values.tolist(), top.indices.tolist(), strict=True)
+    ]
+
+
+def _guess_attr(guesses: list[tuple[str, float]]) -> str:
+    data = [[visible_chip(piece.replace("\u2581", " ")), round(p, 5)] for piece, p in guesses]
+    return html.escape(json.dumps(data, ensure_ascii=False), quote=True)
+
+
+def chips_html(sc: Scored, guesses: list[list[tuple[str, float]]] | None = None) -> str:
+    """The text as chips coloured by -log p; hover for the numbers, click a chip (with `guesses`) for the
+    model's top guesses at that position (assets/page.js fills the panel). Every piece of text is escaped."""
     scale = math.log(sc.vocab_size)
     first = html.escape(visible_chip(token_label(sc, 0)))
     spans = [f"<span class='pg-tok pg-ce-first' title='no prediction: nothing comes before it'>{first}</span>"]
@@ -149,14 +170,23 @@ def chips_html(sc: Scored) -> str:
         text = html.escape(visible_chip(token_label(sc, t + 1)))
         style = f"background:{surprise_colour(nll, scale)}"
         cls = "pg-tok pg-ce-tok" + ("" if sc.surfaces[t + 1] else " byte")  # a byte of an unfinished character
-        spans.append(f"<span class='{cls}' style='{style}' title='{tip}' data-nll='{nll:.4f}'>{text}</span>")
+        top = ""
+        if guesses is not None:
+            top = f" data-top='{_guess_attr(guesses[t])}' data-p='{p:.5f}' tabindex='0' role='button'"
+        spans.append(f"<span class='{cls}' style='{style}' title='{tip}' data-nll='{nll:.4f}'{top}>{text}</span>")
         if "\n" in sc.surfaces[t + 1]:
             spans.append("<br>")
     legend = (
         "<div class='pg-ce-legend'>surprise: <span style='background:linear-gradient(90deg, hsl(120,75%,78%), "
         f"hsl(60,75%,78%), hsl(0,75%,78%))'>&nbsp;0 nats &rarr; ln V = {scale:.2f} nats&nbsp;</span></div>"
     )
-    return f"<div class='pg-tokens pg-ce-chips' id='ce-chips-inner'>{''.join(spans)}</div>{legend}"
+    panel = ""
+    if guesses is not None:
+        panel = (
+            "<div class='pg-ce-guesses' aria-live='polite'><p class='pg-ce-guesses-title'>Click a token: the "
+            f"model's top {N_GUESSES} guesses for it, from everything before it.</p><ol></ol></div>"
+        )
+    return f"<div class='pg-tokens pg-ce-chips' id='ce-chips-inner'>{''.join(spans)}</div>{legend}{panel}"
 
 
 def visible_chip(s: str) -> str:
@@ -270,7 +300,7 @@ def score(model_choice: str, text: str, session: dict):
     summary = summary_html(sc, values["stable manual (log-sum-exp)"])
     table = {"headers": TABLE_HEADERS, "data": rows}
     three = {"headers": THREE_HEADERS, "data": three_rows}
-    return summary, table, chips_html(sc), three, write_csv(rows)
+    return summary, table, chips_html(sc, top_guesses(sc, bundle.tokenizer)), three, write_csv(rows)
 
 
 @common.friendly
@@ -297,7 +327,7 @@ def break_range(dtype: str, x):
 
 # ------------------------------------------------------------------------------------------------ layout
 def build(ctx: common.TabContext) -> None:
-    with gr.Tab("Cross-entropy", id="cross_entropy", elem_id="tab-cross_entropy"):
+    with gr.Tab("2 Cross-entropy", id="cross_entropy", elem_id="tab-cross_entropy"):
         with gr.Row():
             with gr.Column(scale=2, min_width=320):
                 common.lesson("cross_entropy")
@@ -319,7 +349,8 @@ def build(ctx: common.TabContext) -> None:
                 )
                 table = gr.Dataframe(
                     headers=TABLE_HEADERS,
-                    label="Token by token: -log p and entropy in nats, rank 1 = the top guess (click a header to sort)",
+                    label="Token by token: -log p and entropy in nats, rank 1 = the top guess "
+                    "(to sort, open the ⋮ menu in a column's header)",
                     interactive=False,
                     max_height=420,
                     elem_id="ce-table",
@@ -344,6 +375,7 @@ def build(ctx: common.TabContext) -> None:
                     verdict = gr.HTML(elem_id="ce-break-verdict-box")
                     broken = gr.Dataframe(headers=BREAK_HEADERS, interactive=False, elem_id="ce-break-table")
                 share.register(ctx, "cross_entropy", {"model": model, "text": text, "scale": scale_exp, "dtype": dtype})
+                start_tab.next_step(ctx, "cross_entropy")  # the path through the tabs
         go.click(
             score,
             [model, text, ctx.session],

@@ -79,12 +79,15 @@ def own_copy(choice: str, session: dict) -> dict:
 
 
 # ------------------------------------------------------------------------------------------------ views
+BYTE_SIGNS = {"<0x0A>": "\u21b5", "<0x09>": "\u21e5", "<0x0D>": "\u240d"}  # newline, tab, CR byte pieces: ↵ ⇥ ␍
+
+
 def chips_html(view: orpo.ReplyView, tokenizer, title: str) -> str:
     """The reply as token chips coloured by log p (red: unlikely, green: likely), the value under each."""
     chips = []
     for tid, piece, lp in zip(view.token_ids, view.tokens, view.token_logps, strict=True):
         special = tokenizer.is_special(tid)
-        text = piece if special else piece.replace("\u2581", " ").replace("\n", "\u21b5")
+        text = piece if special else BYTE_SIGNS.get(piece, piece).replace("\u2581", " ").replace("\n", "\u21b5")
         chips.append(
             f"<span class='pg-tok{' special' if special else ''}' style='background:{_color(lp)}' "
             f"title='log p = {lp:.3f} (p = {math.exp(lp):.4f})'>{html.escape(text)}<sub>{lp:.1f}</sub></span>"
@@ -212,7 +215,7 @@ def reset_copy(session):
 def build(ctx: common.TabContext) -> None:
     labels = [e["label"] for e in examples()]
     first = examples()[0]
-    with gr.Tab("ORPO", id="orpo", elem_id="tab-orpo"):
+    with gr.Tab("6 ORPO", id="orpo", elem_id="tab-orpo"):
         with gr.Row():
             with gr.Column(scale=2, min_width=320):
                 common.lesson("orpo")

@@ -18,7 +18,7 @@ import torch
 
 from playground import sampling
 from playground.limits import LIMITS, check_float, check_int, check_text
-from playground.ui import common, share
+from playground.ui import common, share, start_tab
 
 DEFAULT_PROMPT = "Once upon a time"
 MAX_TEMPERATURE = 5.0
@@ -73,6 +73,15 @@ def answer_text(tokenizer, prompt: list[int], new: list[int]) -> str:
 
 
 # ------------------------------------------------------------------------------------------ streaming
+SLOW_SECONDS = 0.15  # slow motion: the pause after each streamed token
+
+
+def _per_token(args: dict) -> float:
+    """Seconds the generated tokens may take on a ZeroGPU lease: decoding, plus the slow-motion pauses if chosen."""
+    each = 0.03 + (SLOW_SECONDS if args.get("slow") is True else 0.0)
+    return each * common.gpu_seconds(args, "max_new", 64) * common.gpu_seconds(args, "n_answers", 1)
+
+
 class Throttle:
     """True at most every `interval` seconds (and always the first time): each streamed update costs the server
     and the browser a few tens of ms on a busy CPU, so a fast model sends a handful of tokens per update."""
@@ -89,9 +98,10 @@ class Throttle:
 
 
 @common.friendly
-@common.gpu(duration=lambda a: 10 + 0.03 * common.gpu_seconds(a, "max_new", 64) * common.gpu_seconds(a, "n_answers", 1))
-def stream_answers(choice, prompt, temperature, top_k, top_p, max_new, n_answers, seed, session):
-    """Yield (answers text, status markdown) after every token, for every answer in turn."""
+@common.gpu(duration=lambda a: 10 + _per_token(a))
+def stream_answers(choice, prompt, temperature, top_k, top_p, max_new, n_answers, seed, session, slow=False):
+    """Yield (answers text, status markdown) after every token, for every answer in turn. In slow motion every
+    token is its own screen update, SLOW_SECONDS apart, so the learner sees the text grow token by token."""
     bundle = common.resolve_bundle(choice, session)
     prompt = check_text(prompt, "prompt")
     s = Settings.from_ui(temperature, top_k, top_p, seed)
@@ -101,7 +111,7 @@ def stream_answers(choice, prompt, temperature, top_k, top_p, max_new, n_answers
     ids, dropped = sampling.crop_prompt(prompt_ids(tok, prompt), sampling.context_length(model))
     gen = s.generator()  # one generator for all answers: answer 2 continues the random stream of answer 1
     done: list[str] = []
-    t0, n_tokens, first, throttle = time.perf_counter(), 0, None, Throttle()
+    t0, n_tokens, first, throttle = time.perf_counter(), 0, None, Throttle(0.0 if slow else 0.05)
     for a in range(n_answers):
         new: list[int] = []
         for token in sampling.generate(model, ids, max_new, s.temperature, s.top_k, s.top_p, gen, tok.eos_id):
@@ -112,6 +122,8 @@ def stream_answers(choice, prompt, temperature, top_k, top_p, max_new, n_answers
                 continue
             text = "\n\n".join(done + [f"── answer {a + 1} ──\n{answer_text(tok, ids, new)}"])
             yield text, f"Answer {a + 1} of {n_answers}: {len(new)} tokens…"
+            if slow:
+                time.sleep(SLOW_SECONDS)
         ended = " (ended with end-of-sequence)" if new and new[-1] == tok.eos_id else ""
         done.append(f"── answer {a + 1} ──{ended}\n{answer_text(tok, ids, new)}")
     took = time.perf_counter() - t0
@@ -146,18 +158,18 @@ def bars_html(stages: list[sampling.Stage], tokenizer, drawn: int | None = None)
 ROW = "display:flex;align-items:center;gap:6px;"
 LABEL = "width:7em;overflow:hidden;white-space:pre"
 TRACK = "flex:1;background:#e5e7eb;height:12px;border-radius:3px"
-VALUE = "width:4.8em;text-align:right;font-variant-numeric:tabular-nums"
+VALUE = "min-width:4.8em;white-space:nowrap;text-align:right;font-variant-numeric:tabular-nums"
 PANEL = "flex:1;min-width:230px;border:1px solid #e5e7eb;border-radius:8px;padding:6px"
 
 
 def _panel(stage: sampling.Stage, ids: list[int], tokenizer, drawn: int | None, color: str, scale: float) -> str:
     rows = []
     for i, p in zip(ids, stage.top(ids), strict=True):
-        lit = "background:#fde68a;font-weight:bold;" if i == drawn else ""
-        mark = " ◀ drawn" if i == drawn else ""
+        lit = "background:#fde68a;font-weight:bold;" if i == drawn else ""  # .pg-lit: dark text in both themes
+        mark = " <span class='pg-drawn'>◀ drawn</span>" if i == drawn else ""
         bar = f"width:{100 * p / scale:.2f}%;background:{color};height:12px;border-radius:3px"
         rows.append(
-            f"<div class='pg-bar-row' style='{ROW}{lit}'>"
+            f"<div class='pg-bar-row{' pg-lit' if lit else ''}' style='{ROW}{lit}'>"
             f"<code style='{LABEL}'>{html.escape(_piece(tokenizer, i))}</code>"
             f"<div style='{TRACK}'><div class='pg-bar' style='{bar}'></div></div>"
             f"<span style='{VALUE}'>{p:.3f}{mark}</span></div>"
@@ -230,7 +242,7 @@ def reset_steps():
 
 # ------------------------------------------------------------------------------------------------ layout
 def build(ctx: common.TabContext) -> None:
-    with gr.Tab("Sample", id="sample", elem_id="tab-sample"):
+    with gr.Tab("4 Sample", id="sample", elem_id="tab-sample"):
         with gr.Row():
             with gr.Column(scale=2, min_width=320):
                 common.lesson("sample")
@@ -277,6 +289,9 @@ def build(ctx: common.TabContext) -> None:
                 with gr.Row():
                     go = gr.Button("Generate", variant="primary", elem_id="sample-generate")
                     stop = gr.Button("Stop", variant="stop", elem_id="sample-stop")
+                    slow = gr.Checkbox(
+                        False, label=f"Slow motion (a token every {SLOW_SECONDS} s)", elem_id="sample-slow"
+                    )
                 output = gr.Textbox(
                     label="Answers (streamed token by token)",
                     lines=10,
@@ -302,8 +317,9 @@ def build(ctx: common.TabContext) -> None:
                     {"model": model, "prompt": prompt, "temperature": temperature, "top_k": top_k, "top_p": top_p,
                      "max_new": max_new, "answers": n_answers, "seed": seed},
                 )
+                start_tab.next_step(ctx, "sample")  # the path through the tabs
 
-        inputs = [model, prompt, temperature, top_k, top_p, max_new, n_answers, seed, ctx.session]
+        inputs = [model, prompt, temperature, top_k, top_p, max_new, n_answers, seed, ctx.session, slow]
         event = go.click(stream_answers, inputs, [output, status], api_name="sample_generate", **common.HEAVY)
         stop.click(None, None, None, cancels=[event], api_visibility="private", queue=False)
         step_inputs = [model, prompt, temperature, top_k, top_p, seed, step_state, ctx.session]

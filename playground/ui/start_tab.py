@@ -32,21 +32,33 @@ CLASS_PATH = """
 
 def build(ctx: common.TabContext) -> None:
     with gr.Tab("Start here", id="start", elem_id="tab-start"):
+        # the picture spans the page (its 12-15 px text stays legible); a stage is a link to its tab (page.js)
+        svg = (ASSETS / "pipeline.svg").read_text(encoding="utf-8")
+        gr.HTML(f"<div class='pg-pipeline'>{svg}</div>", elem_id="start-pipeline")
+        with gr.Row(elem_classes=["pg-steps"]):
+            for tab_id, label, _hint in STEPS:
+                btn = gr.Button(label, size="sm", elem_id=f"start-go-{tab_id}")
+                if ctx.tabs is not None:
+                    btn.click(_go(tab_id), None, ctx.tabs, api_visibility="private", queue=False)
         with gr.Row():
             with gr.Column(scale=2, min_width=320):
                 common.lesson("start")
             with gr.Column(scale=3, min_width=340):
-                svg = (ASSETS / "pipeline.svg").read_text(encoding="utf-8")
-                gr.HTML(f"<div class='pg-pipeline'>{svg}</div>", elem_id="start-pipeline")
-                with gr.Row(elem_classes=["pg-steps"]):
-                    for tab_id, label, _hint in STEPS:
-                        btn = gr.Button(label, size="sm", elem_id=f"start-go-{tab_id}")
-                        if ctx.tabs is not None:
-                            btn.click(_go(tab_id), None, ctx.tabs, api_visibility="private", queue=False)
                 share.presets_picker(ctx)
                 gr.Markdown("\n".join(f"- **{label}**: {hint}" for _, label, hint in STEPS))
-                gr.Markdown(CLASS_PATH)
+                gr.Markdown(CLASS_PATH, elem_classes=["pg-class-path"])
                 share.register(ctx, "start", {})
+
+
+def next_step(ctx: common.TabContext, tab_id: str) -> None:
+    """A "Next: 2 Cross-entropy ▶" button at the end of a tab: the path through the tabs, also on a phone where
+    Gradio folds most tab labels into a "⋯" menu."""
+    ids = [t for t, _, _ in STEPS]
+    if tab_id not in ids or ids.index(tab_id) == len(ids) - 1 or ctx.tabs is None:
+        return
+    nxt, label, _ = STEPS[ids.index(tab_id) + 1]
+    btn = gr.Button(f"Next: {label} ▶", size="sm", elem_id=f"{tab_id}-next", elem_classes=["pg-next"])
+    btn.click(_go(nxt), None, ctx.tabs, api_visibility="private", queue=False)
 
 
 def _go(tab_id: str):

@@ -22,7 +22,7 @@ from playground import checkpoints, corpus
 from playground import tokenizer as tk
 from playground.limits import LIMITS, check_int, check_text
 from playground.shared_cache import SharedCache
-from playground.ui import common, share
+from playground.ui import common, share, start_tab
 
 log = logging.getLogger(__name__)
 
@@ -92,20 +92,100 @@ def colour(i: int) -> str:
 
 
 def chips_html(tok: tk.Tokenizer, ids: list[int], elem: str) -> str:
-    """The tokens as chips: the piece (escaped) with its id beneath; bytes and specials marked."""
-    spans = []
-    for i in ids[:MAX_CHIPS]:
-        piece = visible(tok.id_to_piece(i) or "")
-        kind = "byte" if tok.is_byte(i) else "special" if tok.is_special(i) else ""
-        text = html.escape(piece).replace("\u2581", "<span class='pg-ws'>\u2581</span>")
+    """The tokens as chips: the piece (escaped) with its id beneath; bytes and specials marked. Byte-fallback
+    pieces that together spell one character sit in one box under that character (こ over its three bytes).
+    Hovering a chip shows its id and UTF-8 bytes (title) and lights up the chips of the same character."""
+    spans, shown = [], ids[:MAX_CHIPS]
+    groups = byte_groups(tok, shown)
+    for k, group in enumerate(groups):
+        if isinstance(group, int):
+            spans.append(_chip(tok, group).replace("<span ", f"<span data-k='{k}' ", 1))
+            continue
+        char, members = group
+        inner = "".join(_chip(tok, i) for i in members)
+        label = html.escape(visible(char)) if char else "?"
+        what = f"U+{ord(char):04X}, " if len(char) == 1 else ""
         spans.append(
-            f"<span class='pg-tok {kind}' style='background:{colour(i)}' title='id {i}"
-            f"{' (' + kind + ')' if kind else ''}'>{text}<sub>{i}</sub></span>"
+            f"<span class='pg-char' data-k='{k}' title='{label}: {what}{len(members)} byte pieces'>"
+            f"<span class='pg-char-label'>{label}</span>{inner}</span>"
         )
     more = ""
     if len(ids) > MAX_CHIPS:
         more = f"<p class='pg-more'>… showing the first {MAX_CHIPS:,} of {len(ids):,} tokens (counts cover all).</p>"
-    return f"<div class='pg-tokens' id='{elem}-inner'>{''.join(spans)}</div>{more}"
+    return (
+        f"{text_view(tok, shown, groups)}<div class='pg-tokens' id='{elem}-inner'>{''.join(spans)}</div>{more}"
+    )
+
+
+def surfaces(tok: tk.Tokenizer, ids: list[int], window: int = 8) -> list[str]:
+    """Each token's text in the decoded text: decode(previous `window` tokens + it) minus decode(the previous ones)
+    (linear time; a SentencePiece decode drops the first token's space in both, so the difference keeps it). A byte
+    that leaves its character unfinished gets "", the byte that completes it the whole character."""
+    out = []
+    for k in range(len(ids)):
+        before = tok.decode(ids[max(0, k - window) : k]).rstrip("\ufffd")
+        upto = tok.decode(ids[max(0, k - window) : k + 1])
+        out.append("" if upto.endswith("\ufffd") or not upto.startswith(before) else upto[len(before) :])
+    return out
+
+
+def text_view(tok: tk.Tokenizer, ids: list[int], groups: list) -> str:
+    """The text again, each token's (or grouped character's) stretch a span with the same data-k as its chip:
+    hovering either lights both (assets/page.js)."""
+    surf, parts, at = surfaces(tok, ids), [], 0
+    for k, group in enumerate(groups):
+        n = 1 if isinstance(group, int) else len(group[1])
+        piece = "".join(surf[at : at + n])
+        at += n
+        parts.append(f"<span class='pg-span' data-k='{k}'>{html.escape(piece)}</span>")
+    label = "the text, token by token: hover a stretch or a chip"
+    return f"<div class='pg-tok-text' tabindex='0' role='region' aria-label='{label}'>{''.join(parts)}</div>"
+
+
+def _chip(tok: tk.Tokenizer, i: int) -> str:
+    piece = visible(tok.id_to_piece(i) or "")
+    kind = "byte" if tok.is_byte(i) else "special" if tok.is_special(i) else ""
+    text = html.escape(piece).replace("\u2581", "<span class='pg-ws'>\u2581</span>")
+    surface = (tok.id_to_piece(i) or "").replace("\u2581", " ")  # the word-start mark stands for a space
+    raw = bytes([byte_value(tok, i)]) if tok.is_byte(i) else surface.encode("utf-8")
+    utf8 = " ".join(f"{b:02X}" for b in raw)
+    return (
+        f"<span class='pg-tok {kind}' style='background:{colour(i)}' data-id='{i}' "
+        f"title='id {i}{' (' + kind + ')' if kind else ''}; UTF-8 bytes: {utf8 or 'none'}'>{text}<sub>{i}</sub></span>"
+    )
+
+
+def byte_value(tok: tk.Tokenizer, i: int) -> int:
+    """The byte a byte-fallback piece stands for (`<0xE3>` -> 0xE3)."""
+    m = re.fullmatch(r"<0x([0-9A-Fa-f]{2})>", tok.id_to_piece(i) or "")
+    if m is None:
+        raise ValueError(f"token {i} is not a byte piece")
+    return int(m.group(1), 16)
+
+
+def byte_groups(tok: tk.Tokenizer, ids: list[int]) -> list:
+    """`ids` with each run of byte pieces cut into the characters they spell: an id stays an int; a character is
+    (char, [its byte ids]). Bytes that spell no whole character (cut off, or invalid UTF-8) become ("", [ids])."""
+    out: list = []
+    pending: list[int] = []
+    for i in [*ids, None]:
+        if i is not None and tok.is_byte(i):
+            pending.append(i)
+            data = bytes(byte_value(tok, j) for j in pending)
+            try:
+                out.append((data.decode("utf-8"), pending))
+                pending = []
+            except UnicodeDecodeError:
+                if len(pending) >= 4 or (pending and data[0] < 0x80) or data[0] & 0xC0 == 0x80:
+                    out.append(("", pending))  # not the start of a character: leave it unnamed
+                    pending = []
+            continue
+        if pending:
+            out.append(("", pending))
+            pending = []
+        if i is not None:
+            out.append(i)
+    return out
 
 
 def stats_html(tok: tk.Tokenizer, a: dict, elem: str) -> str:
@@ -228,7 +308,7 @@ def _download_file(name: str, data: bytes) -> Path:
 
 # --------------------------------------------------------------------------------------------- layout
 def build(ctx: common.TabContext) -> None:
-    with gr.Tab("Tokenize", id="tokenize", elem_id="tab-tokenize"):
+    with gr.Tab("1 Tokenize", id="tokenize", elem_id="tab-tokenize"):
         with gr.Row():
             with gr.Column(scale=2, min_width=320):
                 common.lesson("tokenize")
@@ -242,7 +322,7 @@ def build(ctx: common.TabContext) -> None:
                     elem_id="tok-text",
                 )
                 with gr.Row():
-                    hint = "bundled, yours, a local folder, or a Hub id (e.g. HuggingFaceTB/SmolLM2-135M)"
+                    hint = common.source_hint("The bundled one, yours")
                     choice = gr.Dropdown(
                         choices=[BUNDLED_LABEL],
                         value=BUNDLED_LABEL,
@@ -303,6 +383,7 @@ def build(ctx: common.TabContext) -> None:
                     status = gr.Markdown(elem_id="tok-train-status")
                     download = gr.File(label="Your tokenizer (.model)", interactive=False, elem_id="tok-download")
                 share.register(ctx, "tokenize", {"text": text, "tokenizer": choice, "compare": compare})
+                start_tab.next_step(ctx, "tokenize")  # the path through the tabs
         inputs = [text, choice, compare, ctx.session]
         outputs = [stats, chips, table, stats_b, chips_b]
         go.click(tokenize, inputs, outputs, api_name="tokenize", **common.LIGHT)

@@ -21,14 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import gradio as gr
-import numpy as np
 import pandas as pd
 import torch
-from PIL import Image, ImageDraw, ImageFont
 
 from playground import checkpoints, corpus, data, introspect, memory, models, train
 from playground.limits import LIMITS, check_float, check_int, check_text
-from playground.ui import common, scheduler, share
+from playground.ui import attention_view, common, scheduler, share, start_tab
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +42,8 @@ MODEL_PRESET = {"tiny": "tiny", "course (GPU)": "course"}  # -> the model module
 UI_EVERY = 0.5  # seconds between screen updates while a burst runs (each update redraws two plots)
 EVAL_INTERVAL, EVAL_ITERS = 25, 2  # a point on the validation curve every 25 steps, cheap enough for a CPU
 MAX_MAP_TOKENS = 32  # attention maps of at most this many prompt tokens (beyond, cells get too small to read)
-LOSS_COLOURS = {"batch loss": "#a5b4fc", "train (eval)": "#3730a3", "validation": "#d97706"}
+UNIFORM = "uniform (ln V)"
+LOSS_COLOURS = {"batch loss": "#a5b4fc", "train (eval)": "#3730a3", "validation": "#d97706", UNIFORM: "#9ca3af"}
 LR_COLOURS = {"schedule": "#cbd5e1", "done": "#3730a3"}
 DEFAULT_PROMPT = "It is a truth universally acknowledged"
 ATTN_PROMPT = "Emma Woodhouse, handsome, clever, and rich, had lived nearly twenty-one years"
@@ -223,21 +222,27 @@ def status_html(
 
 
 def loss_frame(run: Run | None) -> pd.DataFrame:
-    """Long format for gr.LinePlot: the per-step batch loss (thinned) and the evaluated train/val losses.
+    """Long format for gr.LinePlot: the per-step batch loss (thinned) and the evaluated train/val losses, over a
+    flat reference line at ln V (the loss of a model that spreads its bets evenly) across the whole schedule, so
+    that even the empty plot has honest axes (steps 0..Total steps, loss from 0 to ln V).
 
-    Before any run, each series holds one point at step 0: ln V, the loss of a model that spreads its bets
-    evenly. (Gradio's plot fixes its colour legend from the first value it draws, so every series must be
-    named from the start.)
+    The evaluation at step 0 is not on the eval lines: joined straight to the next one 25 steps later, it drew a
+    diagonal that no measurement supports (the batch loss falls much faster); the status line shows it. A series
+    with no point yet gets one at (0, ln V), hidden under the reference line: Gradio fixes its colour legend from
+    the first value it draws, so every series must be named from the start.
     """
-    if run is None:
-        uniform = math.log(_tokenizer().vocab_size)
-        return _frame([(0, uniform, name) for name in LOSS_COLOURS], "loss")
-    rows = []
+    tokenizer = run.tokenizer if run is not None else _tokenizer()
+    uniform = math.log(tokenizer.vocab_size)
+    cfg = run.cfg if run is not None else _default_config()
+    end = max(cfg.steps, run.state.step if run is not None else 0)
+    rows = [(0, uniform, UNIFORM), (end, uniform, UNIFORM)]
     if run is not None:
         stride = max(1, len(run.losses) // 400)  # at most ~400 points: the browser redraws this often
         rows += [(st, lo, "batch loss") for st, lo in run.losses[::stride]]
-        rows += [(st, tr, "train (eval)") for st, tr, _ in run.evals]
-        rows += [(st, va, "validation") for st, _, va in run.evals]
+        rows += [(st, tr, "train (eval)") for st, tr, _ in run.evals if st > 0]
+        rows += [(st, va, "validation") for st, _, va in run.evals if st > 0]
+    named = {r[2] for r in rows}
+    rows += [(0, uniform, name) for name in LOSS_COLOURS if name not in named]
     return _frame(rows, "loss")
 
 
@@ -265,79 +270,15 @@ def _frame(rows: list[tuple], y: str) -> pd.DataFrame:
     return df.astype({"step": "int64", y: "float64", "series": "str"})
 
 
-def _colormap(x: np.ndarray) -> np.ndarray:
-    """[0, 1] -> RGB uint8 along a dark-blue -> teal -> yellow ramp (viridis-like, no matplotlib needed)."""
-    anchors = np.array([[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]], dtype=np.float64)
-    pos = np.clip(x, 0, 1) * (len(anchors) - 1)
-    i = np.minimum(pos.astype(int), len(anchors) - 2)
-    frac = (pos - i)[..., None]
-    return (anchors[i] * (1 - frac) + anchors[i + 1] * frac).astype(np.uint8)
-
-
-def _heat(weights: np.ndarray, cell: int) -> Image.Image:
-    """One T x T attention map as an image, each token `cell` pixels; the masked future in light grey.
-
-    Colour = sqrt(weight / the map's largest weight): the square root lifts the small weights of long rows
-    (a row of n tokens averages 1/n) enough to see their pattern, without changing which cell is brightest.
-    """
-    t = weights.shape[0]
-    rgb = _colormap(np.sqrt(weights / max(float(weights.max()), 1e-9)))
-    rgb[np.triu(np.ones((t, t), dtype=bool), k=1)] = (235, 235, 235)
-    return Image.fromarray(rgb).resize((t * cell, t * cell), Image.NEAREST)
-
-
-def attention_grid(maps: torch.Tensor) -> Image.Image:
-    """Every layer (rows) x head (columns) map, plus each layer's head average in the last column."""
-    maps = maps.numpy()  # (L, nh, T, T)
-    L, nh, T, _ = maps.shape
-    cell = max(2, min(10, 120 // T))
-    size, gap, top, left = T * cell, 6, 18, 34
-    img = Image.new("RGB", (left + (nh + 1) * (size + gap), top + L * (size + gap)), "white")
-    draw, font = ImageDraw.Draw(img), ImageFont.load_default()
-    for h in range(nh + 1):
-        draw.text((left + h * (size + gap), 3), f"head {h + 1}" if h < nh else "average", fill="black", font=font)
-    for layer in range(L):
-        y = top + layer * (size + gap)
-        draw.text((2, y + size // 2 - 5), f"L{layer + 1}", fill="black", font=font)
-        for h in range(nh + 1):
-            w = maps[layer, h] if h < nh else maps[layer].mean(0)
-            img.paste(_heat(w, cell), (left + h * (size + gap), y))
-    return img
-
-
-def labelled_map(weights: torch.Tensor, pieces: list[str], title: str) -> Image.Image:
-    """One map, big, with the tokens along both axes: row = the token looking, column = the token looked at."""
-    T = weights.shape[0]
-    cell = max(8, min(22, 520 // T))
-    font = ImageFont.load_default()
-    label_w = 8 + 6 * max((len(p) for p in pieces), default=1)
-    top = label_w + 18
-    img = Image.new("RGB", (label_w + T * cell + 8, top + T * cell + 8), "white")
-    img.paste(_heat(weights.numpy(), cell), (label_w, top))
-    draw = ImageDraw.Draw(img)
-    draw.text((4, 2), title, fill="black", font=font)
-    for i, piece in enumerate(pieces):
-        draw.text((2, top + i * cell + cell // 2 - 5), piece, fill="black", font=font)
-        col = Image.new("RGB", (label_w, 12), "white")  # column labels: written sideways
-        ImageDraw.Draw(col).text((2, 0), piece, fill="black", font=font)
-        col = col.rotate(90, expand=True)
-        img.paste(col, (label_w + i * cell + max(0, cell // 2 - 6), 16))
-    return img
-
-
 def _pieces(tokenizer, ids: list[int]) -> list[str]:
-    out = []
-    for i in ids:
-        p = tokenizer.id_to_piece(i) if hasattr(tokenizer, "id_to_piece") else tokenizer.decode([i])
-        # The bitmap font has no glyph for SentencePiece's space mark: draw it as an underscore.
-        out.append((p or "").replace("\u2581", "_").replace("\n", "\\n")[:12])
-    return out
+    return [tokenizer.id_to_piece(i) if hasattr(tokenizer, "id_to_piece") else tokenizer.decode([i]) for i in ids]
 
 
-def attention_views(run: Run | None, prompt: str, layer) -> tuple[str | None, str | None]:
-    """The grid of every map, and the chosen layer's head average labelled with the prompt's tokens."""
+def attention_views(run: Run | None, prompt: str, layer) -> tuple[str, str]:
+    """The interactive maps (every layer and head; the chosen layer's head average shown large first) and a
+    reading of what each head does (attention_view.py)."""
     if run is None:
-        return None, None
+        return "", ""
     prompt = check_text(prompt or ATTN_PROMPT, "attention prompt", 2000)
     ids = run.tokenizer.encode(prompt)[: min(MAX_MAP_TOKENS, models.context_length(run.model))]
     if not ids:
@@ -346,34 +287,8 @@ def attention_views(run: Run | None, prompt: str, layer) -> tuple[str | None, st
         maps = introspect.attention_maps(run.model, ids)  # (L, nh, T, T)
     n_layers = maps.shape[0]
     layer = min(max(int(layer or n_layers), 1), n_layers)
-    title = f"layer {layer}, average of {maps.shape[1]} heads, step {run.state.step}"
-    return _png(attention_grid(maps)), _png(labelled_map(maps[layer - 1].mean(0), _pieces(run.tokenizer, ids), title))
-
-
-_PNG_DIR = Path(tempfile.gettempdir()) / "pg-attention-maps"
-
-
-def _png(img: Image.Image) -> str:
-    """The image as a PNG file named by its content, written whole then renamed.
-
-    Gradio saves a returned PIL image under a content-hash name with a plain write, so when two learners get
-    identical maps at once one request can serve the file while the other rewrites it (the load test saw
-    "Too little data for declared Content-Length"). A finished file path is copied into Gradio's cache atomically.
-    """
-    import hashlib
-    import io
-
-    buf = io.BytesIO()
-    img.save(buf, format="PNG")
-    data = buf.getvalue()
-    _PNG_DIR.mkdir(parents=True, exist_ok=True)
-    path = _PNG_DIR / f"{hashlib.sha256(data).hexdigest()[:32]}.png"
-    common.prune_downloads(folder=_PNG_DIR, pattern="*.png", keep_seconds=600)  # maps of 10 minutes ago go
-    if path.exists():
-        path.touch()  # in use again: not pruned for another 10 minutes
-    else:
-        checkpoints.atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
-    return str(path)
+    maps, pieces = maps.numpy(), _pieces(run.tokenizer, ids)
+    return attention_view.view_html(maps, pieces, run.state.step, layer), attention_view.reading_html(maps)
 
 
 # ---------------------------------------------------------------------------------------------- handlers
@@ -777,7 +692,7 @@ def _fair_bursts(start_btn: gr.Button, cont_btn: gr.Button, inputs: list, outs: 
 def build(ctx: common.TabContext) -> None:
     tiny = PRESETS["tiny"]
     start_preparing()  # the first Start of a fresh server should not wait for the corpus encoding
-    with gr.Tab("Train", id="train", elem_id="tab-train"):
+    with gr.Tab("3 Train", id="train", elem_id="tab-train"):
         with gr.Row():
             with gr.Column(scale=2, min_width=320):
                 common.lesson("train")
@@ -841,8 +756,12 @@ def build(ctx: common.TabContext) -> None:
                         color="series",
                         color_map=LOSS_COLOURS,
                         colors_in_legend=list(LOSS_COLOURS),
+                        x_axis_format="d",
+                        y_axis_format=".1f",
+                        y_lim=[0, None],
                         label="Loss (nats/token)",
                         height=260,
+                        scale=3,  # wider than the LR plot: its legend has four entries
                         buttons=["export", "fullscreen"],
                         elem_id="train-loss-plot",
                     )
@@ -853,8 +772,11 @@ def build(ctx: common.TabContext) -> None:
                         color="series",
                         color_map=LR_COLOURS,
                         colors_in_legend=list(LR_COLOURS),
+                        x_axis_format="d",
+                        y_axis_format="~g",
                         label="Learning rate",
                         height=260,
+                        scale=2,
                         buttons=["export", "fullscreen"],
                         elem_id="train-lr-plot",
                     )
@@ -867,20 +789,10 @@ def build(ctx: common.TabContext) -> None:
                 with gr.Accordion("Attention maps (into the AI matrix)", open=True):
                     with gr.Row():
                         attn_prompt = gr.Textbox(ATTN_PROMPT, label="Prompt", scale=3, elem_id="train-attn-prompt")
-                        layer = gr.Number(2, label="Labelled layer", precision=0, minimum=1, scale=1)
+                        layer = gr.Number(2, label="Layer shown first", precision=0, minimum=1, scale=1)
                         attn_btn = gr.Button("Redraw", scale=1, elem_id="train-attn-redraw")
-                    grid = gr.Image(
-                        type="pil",
-                        label="Every layer x head (rows: layers; last column: head average)",
-                        elem_id="train-attention",
-                        buttons=["download"],
-                    )
-                    labelled = gr.Image(
-                        type="pil",
-                        label="One layer's head average, with the tokens",
-                        elem_id="train-attention-labelled",
-                        buttons=["download"],
-                    )
+                    grid = gr.HTML(elem_id="train-attention")  # interactive maps (attention_view.py)
+                    labelled = gr.HTML(elem_id="train-attention-reading")
                 with gr.Row():
                     dl_btn = gr.Button(
                         "Download the model (.zip: safetensors + config + tokenizer)", elem_id="train-download-btn"
@@ -893,6 +805,7 @@ def build(ctx: common.TabContext) -> None:
                     {"source": source, "arch": arch, "preset": preset, "mode": mode, "amount": amount,
                      "prompt": prompt},
                 )
+                start_tab.next_step(ctx, "train")  # the path through the tabs
 
         knobs = [
             source,

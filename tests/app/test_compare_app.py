@@ -47,7 +47,7 @@ def compare(
 
 def test_both_columns_stream_together(client, pair):
     outputs = compare(client, *pair, max_new=40, answers=2)
-    left, right, left_prompt, right_prompt, status = outputs[-1]
+    left, right, left_prompt, right_prompt, status, _eos = outputs[-1]
     assert left.count("── answer") == 2 and right.count("── answer") == 2
     assert status.startswith("Done: 2 answer(s) per model")
     # interleaved: the first update already holds text in both columns, long before either is finished

@@ -6,13 +6,15 @@ other tabs' tests through the shared session state.
 
 from __future__ import annotations
 
+import math
 import re
 import time
 import zipfile
 
+import numpy as np
 import pytest
 
-from playground.ui.train_tab import ATTN_PROMPT, MY_TEXT
+from playground.ui.train_tab import ATTN_PROMPT, MY_TEXT, _tokenizer
 
 # source, text, file, arch, preset, n_layer, n_head, n_embd, context, lr, batch, total, warmup, mode, amount,
 # sample prompt, attention prompt, labelled layer: the tab's inputs in order (the session state is not an input)
@@ -66,8 +68,12 @@ def test_burst_streams_curves_and_a_sample(learner):
     rows = loss_plot["value"]["data"] if isinstance(loss_plot, dict) and "value" in loss_plot else loss_plot["data"]
     series = {r[2] for r in rows}
     assert {"batch loss", "validation", "train (eval)"} <= series
-    val = [r[1] for r in rows if r[2] == "validation"]
-    assert len(val) == 3 and val[-1] < val[0]  # evaluated at steps 0 (untrained), 25 and 30
+    val = [(r[0], r[1]) for r in rows if r[2] == "validation"]
+    # evaluated at steps 25 and 30; step 0's evaluation stays off the line (no diagonal from the untrained model)
+    assert [st for st, _ in val] == [25, 30] and val[-1][1] < math.log(_tokenizer().vocab_size)
+    ln_v = math.log(_tokenizer().vocab_size)
+    uniform = sorted((r[0], r[1]) for r in rows if r[2] == "uniform (ln V)")
+    assert uniform == [(0, pytest.approx(ln_v)), (300, pytest.approx(ln_v))]  # spans the schedule
     assert sample.startswith("It is a truth") and len(sample) > len("It is a truth")
     assert grid and labelled  # image files of the attention maps
     steps = [step_of(u[0]) for u in updates]
@@ -136,12 +142,37 @@ def test_course_preset_starts(app_url):
     assert step_of(updates[-1][0]) == 1 and "burst done: 1 steps" in updates[-1][0]
 
 
-def test_attention_maps_and_param_count(learner):
-    grid, labelled = learner.predict("It is a truth universally acknowledged", 1, api_name="/train_attention")
-    from PIL import Image
+def _shown_maps(view: str) -> dict[str, np.ndarray]:
+    """figure id suffix ('l0-h1', 'l1-avg') -> the (T, T) weights the interactive view carries in data-w."""
+    out = {}
+    fig = r"<figure class='pg-attn-map' id='pga\w+-(l\d+-\w+)' data-t='(\d+)' data-w='([\d,]+)'"
+    for ident, t, w in re.findall(fig, view):
+        out[ident] = np.array([int(v) for v in w.split(",")], dtype=np.float64).reshape(int(t), int(t)) / 1e4
+    return out
 
-    g, lab = Image.open(grid), Image.open(labelled)
-    assert g.width > 200 and g.height > 50 and lab.width > 100
+
+def test_attention_maps_and_param_count(learner, tmp_path):
+    view, reading = learner.predict(ATTN_PROMPT, 1, api_name="/train_attention")
+    shown = _shown_maps(view)
+    assert len(shown) == 2 * (2 + 1)  # 2 layers x (2 heads + their average)
+    # the same maps, recomputed from the downloaded model: introspect.attention_maps on the saved weights
+    with zipfile.ZipFile(learner.predict(api_name="/train_download")) as z:
+        z.extractall(tmp_path)
+    from playground import checkpoints, introspect
+
+    folder = next(p.parent for p in tmp_path.rglob("config.json"))
+    bundle = checkpoints.load(str(folder), local=True)
+    bundle.model.eval()
+    ids = bundle.tokenizer.encode(ATTN_PROMPT)[:32]
+    ref = introspect.attention_maps(bundle.model, ids).numpy()  # (L, nh, T, T)
+    for layer in range(2):
+        for head in range(2):
+            np.testing.assert_allclose(shown[f"l{layer}-h{head}"], ref[layer, head], atol=6e-5)
+        np.testing.assert_allclose(shown[f"l{layer}-avg"], ref[layer].mean(0), atol=6e-5)
+        np.testing.assert_allclose(shown[f"l{layer}-avg"].sum(-1), 1.0, atol=len(ids) * 6e-5)  # each row: a softmax
+    labels = [bundle.tokenizer.id_to_piece(i).replace("\u2581", "␣") for i in ids]
+    assert all(f"<span>{lab}</span>" in view for lab in labels if lab.isalnum())  # token labels in the page font
+    assert reading.count("<li>") == 2 and "head 2" in reading
     html = learner.predict("gpt", "tiny", 2, 2, 32, 32, api_name="/train_params")
     from playground import introspect, train
 

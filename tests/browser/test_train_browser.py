@@ -43,6 +43,6 @@ def test_start_grows_the_curve(page):
     box = plot.bounding_box()
     assert box and box["width"] > 200 and box["height"] > 150
     assert page.locator("#train-sample textarea").input_value().startswith("It is a truth")
-    assert page.locator("#train-attention img").count() == 1
+    assert page.locator("#train-attention .pg-attn-map").count() == 2 * (4 + 1)  # layers x (heads + average)
     page.locator("#train-status").scroll_into_view_if_needed()
     screenshot(page, "train")

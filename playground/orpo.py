@@ -750,6 +750,27 @@ def shipped_examples(limit: int = 40, max_chars: int = 220) -> list[dict]:
     return mixed[:limit]
 
 
+def demo_questions(limit: int = 24, max_chars: int = 300) -> list[dict]:
+    """Held-out multiple-choice questions (`data.choice_questions`: the kind of prompt the bundled aligned model
+    was tuned on, none of them trained on), short enough to read, sources interleaved: {label, prompt, options,
+    answer, source}. What the Aligned-vs-base tab offers; tests/app/test_compare_demo.py checks the aligned model's
+    greedy answers to them."""
+    from playground import data
+
+    held = [q for q in data.choice_questions() if q["held_out"] and len(q["prompt"]) <= max_chars]
+    by_source: dict[str, list[dict]] = {}
+    for q in held:
+        by_source.setdefault(q["source"], []).append(q)
+    mixed = [q for group in _zip_longest(list(by_source.values())) for q in group][:limit]
+    return [{**q, "label": f"{n}. [{q['source'].split('/')[-1]}] {q['question'][:70]}"} for n, q in enumerate(mixed, 1)]
+
+
+def on_topic(answer: str, options: list[str]) -> bool:
+    """Whether an answer is one of the offered options (case, surrounding spaces and final punctuation ignored)."""
+    norm = lambda t: t.strip().strip(".!").strip().lower()  # noqa: E731
+    return norm(answer) in {norm(o) for o in options}
+
+
 def _example(prompt: str, chosen: str, rejected: str, source: str) -> dict:
     return {"prompt": prompt, "chosen": chosen, "rejected": rejected, "source": source}
 

@@ -16,12 +16,16 @@ import gradio as gr
 import pandas as pd
 import torch
 
-from playground import losses, sampling, spaces_support
+from playground import losses, orpo, sampling, spaces_support
 from playground.limits import LIMITS, check_int, check_text
 from playground.ui import common, share, start_tab
 from playground.ui.sample_tab import MAX_TEMPERATURE, Settings, Throttle, crop_note, prompt_ids
 
-DEFAULT_PROMPT = "What is a food recipe using apple?"  # the course's question (notes 76)
+COURSE_PROMPT = "What is a food recipe using apple?"  # the course's question (notes 76)
+# What the tab offers for the bundled pair: held-out multiple-choice questions (options in the prompt), the kind of
+# prompt llama-aligned was tuned on and never saw; its greedy answers are checked by tests/app/test_compare_demo.py.
+DEMO = orpo.demo_questions()
+DEFAULT_PROMPT = DEMO[0]["prompt"] if DEMO else COURSE_PROMPT
 BUNDLED_PAIR = spaces_support.BUNDLED_PAIR
 CHAT_LABEL = "apply the chat template"
 HUB_PAIR = spaces_support.HUB_PAIR
@@ -185,6 +189,11 @@ def show_prompts(left, right, prompt, chat_left, chat_right, session):
     return out[0], out[2], f"Left: {html.escape(out[1])} · Right: {html.escape(out[3])}"
 
 
+def demo_prompt(label: str) -> str:
+    """The prompt behind an entry of the held-out questions list (the course's question is its own label)."""
+    return next((q["prompt"] for q in DEMO if q["label"] == label), COURSE_PROMPT)
+
+
 def _pair(names: tuple[str, str]):
     def fill():
         return names[0], names[1], looks_like_chat(names[0]), looks_like_chat(names[1])
@@ -200,8 +209,15 @@ def build(ctx: common.TabContext) -> None:
             with gr.Column(scale=2, min_width=320):
                 common.lesson("compare")
             with gr.Column(scale=3, min_width=340):
+                demo = gr.Dropdown(
+                    [q["label"] for q in DEMO] + [COURSE_PROMPT],
+                    value=DEMO[0]["label"] if DEMO else COURSE_PROMPT,
+                    label="Held-out questions (the kind llama-aligned was tuned on, never trained on), "
+                    "or the course's question",
+                    elem_id="compare-demo",
+                )
                 prompt = gr.Textbox(
-                    DEFAULT_PROMPT, label="Prompt (the user's message)", lines=2, elem_id="compare-prompt"
+                    DEFAULT_PROMPT, label="Prompt (the user's message)", lines=4, elem_id="compare-prompt"
                 )
                 with gr.Row():
                     bundled_btn = gr.Button("Bundled pair (offline)", size="sm", elem_id="compare-bundled")
@@ -280,6 +296,7 @@ def build(ctx: common.TabContext) -> None:
                 )
                 start_tab.next_step(ctx, "compare")  # the path through the tabs
 
+        demo.input(demo_prompt, demo, prompt, api_visibility="private", queue=False)
         for picker, box in ((left, chat_left), (right, chat_right)):
             picker.change(looks_like_chat, picker, box, api_visibility="private", queue=False)
         for btn, names in ((bundled_btn, BUNDLED_PAIR), (hub_btn, HUB_PAIR)):

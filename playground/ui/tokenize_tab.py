@@ -239,11 +239,15 @@ def tokenize(text: str, choice: str, compare: str, session: dict):
 
 
 @common.friendly
-def train(source: str, corpus_name: str, text: str, vocab_size, model_type: str, session: dict):
+def train(source: str, corpus_name: str, text: str, vocab_size, model_type: str, settings: str = None,
+          session: dict = None):
     """Train a tokenizer on pasted text or a corpus sample; store it in this session; offer the .model file."""
     vocab_size = check_int(vocab_size, "Vocabulary size", 64, LIMITS.max_vocab_size)
     if model_type not in tk.MODEL_TYPES:
         raise ValueError(f"model type must be one of {tk.MODEL_TYPES}, got {model_type!r}")
+    settings = settings or next(iter(SETTINGS))  # the course's settings unless another is chosen
+    if settings not in SETTINGS:
+        raise ValueError(f"settings must be one of {list(SETTINGS)}, got {settings!r}")
     if source == CORPUS:
         if corpus_name not in corpus.corpus_names():
             raise ValueError(f"unknown corpus {corpus_name!r}; choose one of {corpus.corpus_names()}")
@@ -253,7 +257,7 @@ def train(source: str, corpus_name: str, text: str, vocab_size, model_type: str,
         data = check_text(text, "training text", TRAIN_CHARS)
         where = f"{len(data):,} pasted characters"
     start = time.perf_counter()
-    tok, fitted = _train_fitting(data, vocab_size, model_type)
+    tok, fitted = _train_fitting(data, vocab_size, model_type, SETTINGS[settings])
     seconds = time.perf_counter() - start
     session = dict(session or {})
     mine = dict(session.get("tokenizers") or {})
@@ -262,29 +266,37 @@ def train(source: str, corpus_name: str, text: str, vocab_size, model_type: str,
     session["tokenizers"] = mine
     path = _download_file(name, tok.to_bytes())
     status = (
-        f"Trained **{name}** ({tok.vocab_size:,} pieces) on {where} in {seconds:.1f} s.{fitted} It is now in the "
-        f"tokenizer lists above (this session only); download its `.model` file below."
+        f"Trained **{name}** ({settings}, {tok.vocab_size:,} pieces) on {where} in {seconds:.1f} s.{fitted} It is "
+        f"now in the tokenizer lists above (this session only); download its `.model` file below."
     )
     pick = gr.Dropdown(choices=choices(session), value=name)
     other = gr.Dropdown(choices=[NONE, *choices(session)])
     return session, status, str(path), pick, other
 
 
+# The two presets (playground.tokenizer.PRESETS): the course's exact settings, and the bundled tokenizer's.
+SETTINGS = {
+    "course settings (character_coverage 0.995)": "course",
+    "full coverage (as the bundled tokenizer)": "full",
+}
+
+
 FIT_COVERAGE = 0.98  # the lowest character_coverage SentencePiece accepts
 
 
-def _train_fitting(data: str, vocab_size: int, model_type: str):
-    """Train with the course's settings; if the vocabulary cannot hold the characters that its coverage (0.995)
-    keeps, train again with coverage 0.98, so that rarer characters become byte pieces, and say so.
+def _train_fitting(data: str, vocab_size: int, model_type: str, preset: str = "course"):
+    """Train with the preset's settings; with the course's, if the vocabulary cannot hold the characters that its
+    coverage (0.995) keeps, train again with coverage 0.98, so that rarer characters become byte pieces, and say so.
+    (The full-coverage preset requires every printable ASCII character: no lower coverage can make room.)
     Returns the tokenizer and a sentence for the status ("" when nothing was changed)."""
     try:
-        return tk.train_tokenizer(data, vocab_size, model_type), ""
+        return tk.train_tokenizer(data, vocab_size, model_type, preset=preset), ""
     except ValueError as exc:
         first = re.search(r"needs at least (\d+) pieces", str(exc))
-        if not first:
+        if not first or preset != "course":
             raise
     try:
-        tok = tk.train_tokenizer(data, vocab_size, model_type, character_coverage=FIT_COVERAGE)
+        tok = tk.train_tokenizer(data, vocab_size, model_type, preset=preset, character_coverage=FIT_COVERAGE)
     except ValueError as exc:
         again = re.search(r"needs at least (\d+) pieces", str(exc))
         least = again.group(1) if again else first.group(1)
@@ -379,6 +391,15 @@ def build(ctx: common.TabContext) -> None:
                             label="Model type",
                             elem_id="tok-model-type",
                         )
+                    settings = gr.Radio(
+                        list(SETTINGS),
+                        value=next(iter(SETTINGS)),
+                        label="Settings",
+                        info="The course's coverage leaves rare characters (some digits, ! ? #, capitals) to byte "
+                        "fallback; full coverage gives every printable ASCII character a piece. Train one, then pick "
+                        "it beside 'bundled' above to compare.",
+                        elem_id="tok-settings",
+                    )
                     train_btn = gr.Button("Train", elem_id="tok-train")
                     status = gr.Markdown(elem_id="tok-train-status")
                     download = gr.File(label="Your tokenizer (.model)", interactive=False, elem_id="tok-download")
@@ -400,7 +421,7 @@ def build(ctx: common.TabContext) -> None:
         ctx.demo.load(tokenize, inputs, outputs, api_name="tokenize_on_load", api_visibility="private", **common.LIGHT)
         train_btn.click(
             train,
-            [source, corpus_name, train_text, vocab, model_type, ctx.session],
+            [source, corpus_name, train_text, vocab, model_type, settings, ctx.session],
             [ctx.session, status, download, choice, compare],
             api_name="train_tokenizer",
             **common.HEAVY,

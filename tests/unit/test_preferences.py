@@ -156,3 +156,40 @@ def test_pairs_with_an_empty_reply_are_dropped(tmp_path):
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     ds = data.load_preferences(str(path))
     assert ds["prompt"] == [[{"role": "user", "content": "q1"}]]
+
+
+def test_choice_questions_rebuild_the_multiple_choice_tasks():
+    """The "choices" data comes from bigbench_pairs.jsonl alone: each question's options are its right answer and
+    every wrong answer paired with it there; held-out questions of the bigbench pairs are never trained on here."""
+    import json
+
+    rows = [json.loads(x) for x in data.PREFERENCE_FILES["bigbench"].read_text(encoding="utf-8").splitlines() if x]
+    qs = data.choice_questions()
+    assert len(qs) > 2000 and not [q for q in qs if q["source"].startswith("bigbench/hhh")]
+    by_prompt = {}
+    for r in rows:
+        by_prompt.setdefault(r["prompt"], []).append(r)
+    for q in qs[::50]:
+        mine = by_prompt[q["question"]]
+        assert set(q["options"]) == {q["answer"]} | {r["rejected"].strip() for r in mine}
+        assert q["prompt"] == data.choice_prompt(q["question"], q["options"])
+        assert q["held_out"] == data.is_held_out(q["prompt"], 0.05, 1337)
+    for q in qs:  # a question held out of the bigbench pairs is held out here too
+        if data.is_held_out(q["question"], 0.05, 1337):
+            assert q["held_out"]
+    assert 0.03 < sum(q["held_out"] for q in qs) / len(qs) < 0.08
+
+
+def test_choice_pairs_prefer_the_right_option_over_off_topic_and_run_on():
+    ds = data.load_preferences("choices", seed=1337)
+    qs = {q["prompt"]: q for q in data.choice_questions()}
+    assert len(ds) == 2 * len(qs)
+    for r in ds.select(range(0, len(ds), 97)):
+        q = qs[r["prompt"][0]["content"]]
+        good, bad = r["chosen"][0]["content"], r["rejected"][0]["content"]
+        assert good == q["answer"]
+        if r["source"] == "choices/offtopic":
+            assert bad not in q["options"]
+        else:
+            assert r["source"] == "choices/runon" and bad.startswith(good + "\n")
+    assert data.DEFAULT_PREFERENCES == "chatterbot,choices"

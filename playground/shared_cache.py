@@ -18,6 +18,24 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 
+_IMPORT_LOCK = threading.Lock()
+_IMPORTED: list[bool] = []
+
+
+def _import_loaders() -> None:
+    """transformers' lazy module is not safe to import from several threads at once (three concurrent Hub
+    tokenizer loads gave "cannot import name 'AutoTokenizer'"): the first load imports it, under a lock."""
+    if _IMPORTED:
+        return
+    with _IMPORT_LOCK:
+        if not _IMPORTED:
+            try:
+                from transformers import AutoTokenizer  # noqa: F401
+            except ImportError:  # not installed: the loaders say so themselves
+                pass
+            _IMPORTED.append(True)
+
+
 class SharedCache:
     def __init__(self, capacity: int, pinned: tuple = (), max_loading: int = 4, timeout: float | None = None):
         self.capacity, self.pinned, self.max_loading, self._timeout = capacity, set(pinned), max_loading, timeout
@@ -34,6 +52,8 @@ class SharedCache:
         return LIMITS.load_timeout_seconds
 
     def get(self, key: str, load: Callable[[], Any]) -> Any:
+        if "/" in key and key not in self:
+            _import_loaders()  # a Hub id: its tokenizer may load through transformers (once, not in the wait)
         with self._lock:
             if key in self._items:
                 self._items.move_to_end(key)

@@ -13,7 +13,7 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "tokenizer": ("playground.tokenizer", "train the bundled SentencePiece tokenizer from the shipped corpus"),
     "pretrain": ("playground.train", "pretrain a GPT or Llama on a corpus (checkpoints, resume, bf16, compile)"),
-    "align": ("playground.orpo", "align a Llama checkpoint with ORPO on preference pairs"),
+    "align": ("playground.align", "align a Llama checkpoint with ORPO on preference pairs"),
     "eval": ("playground.evaluate", "validation loss, preference and end-of-sequence figures of checkpoints"),
     "bench": ("playground.bench", "speed figures beside the reference implementations"),
     "publish": ("playground.publish", "upload a checkpoint folder to a Hugging Face model repo, with a model card"),

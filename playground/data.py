@@ -14,11 +14,12 @@ Notation: B batch size, T context length (tokens per window).
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ import numpy as np
 import torch
 
 from playground import ASSETS, CHECKPOINTS
+from playground.chat import encode_example, render_prompt
 from playground.checkpoints import atomic_write
 from playground.hub import hub_offline
 
@@ -397,27 +399,35 @@ def _normalise_row(prompt, chosen, rejected) -> tuple[list[dict], str, str]:
 
 
 def chatterbot_pairs(path: Path = PREFERENCE_FILES["chatterbot"], kind: str = "both", seed: int = 0):
-    """The bundled chatterbot questions and answers turned into preference pairs. chosen is always the real answer.
+    """The bundled chatterbot questions and answers turned into preference pairs (a `datasets.Dataset` of
+    `chatterbot_pair_list`)."""
+    import datasets
 
-    rejected, by `kind`:
+    return datasets.Dataset.from_list(chatterbot_pair_list(chatterbot_rows(path), kind, seed))
+
+
+def chatterbot_rows(path: Path = PREFERENCE_FILES["chatterbot"]) -> list[dict]:
+    """The chatterbot file's usable rows: {prompt, answer, category}. chatterbot-corpus 1.3.3's trivia file has a
+    stretch of one-character "questions" (a string split letter by letter: 'I' -> 'n', 'n' -> ' ', ...); no real
+    question is one character long, so those rows are dropped, and so are empty answers."""
+    rows = read_jsonl(path)
+    usable = [r for r in rows if len(r["prompt"].strip()) >= 2 and r["answer"].strip()]
+    if len(usable) < len(rows):
+        log.info("chatterbot: dropped %d rows with a one-character prompt or an empty answer", len(rows) - len(usable))
+    return usable
+
+
+def chatterbot_pair_list(rows: list[dict], kind: str = "both", seed: int = 0) -> list[dict]:
+    """Chatterbot rows as preference pairs. chosen is always the real answer; rejected, by `kind`:
       "mismatch": an answer to a question from ANOTHER category (fluent but off-topic): teaches relevance;
       "runon":    the same answer that does not stop, running on into another question and its answer, as a
                   base model runs on into a made-up next turn: the pair differs right after the answer, where
                   the chosen reply has the end-of-sequence token, so ORPO teaches the model to stop there;
-      "both":     two pairs per answer, one of each. This is what the bundled aligned model is trained on (with
-                  bigbench): a model that answers the question asked and then ends with eos.
+      "both":     two pairs per answer, one of each. This is what the bundled aligned model is trained on: a model
+                  that answers the question asked and then ends with eos.
     """
-    import datasets
-
     if kind not in PAIR_KINDS:
         raise ValueError(f"kind must be one of {PAIR_KINDS}, got {kind!r}")
-    rows = _read_json_lines(Path(path)).to_list()
-    # chatterbot-corpus 1.3.3's trivia file has a stretch of one-character "questions" (a string split letter by
-    # letter: 'I' -> 'n', 'n' -> ' ', ...); no real question is one character long, so those rows are dropped.
-    usable = [r for r in rows if len(r["prompt"].strip()) >= 2 and r["answer"].strip()]
-    if len(usable) < len(rows):
-        log.info("chatterbot: dropped %d rows with a one-character prompt or an empty answer", len(rows) - len(usable))
-    rows = usable
     rng = np.random.default_rng(seed)
     pairs = []
     for i, row in enumerate(rows):
@@ -430,7 +440,13 @@ def chatterbot_pairs(path: Path = PREFERENCE_FILES["chatterbot"], kind: str = "b
             other = _pick_other(rows, rng, lambda r, row=row: r["prompt"] != row["prompt"], avoid=i)
             runon = f"{row['answer']}\n{other['prompt']}\n{other['answer']}"
             pairs.append(_pair(prompt, chosen, runon, "chatterbot/runon"))
-    return datasets.Dataset.from_list(pairs)
+    return pairs
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """A JSON-lines file as a list of dicts (plain json: no `datasets`, fast enough for the app's start-up)."""
+    with Path(path).open(encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
 
 
 def _pick_other(rows: list[dict], rng: np.random.Generator, ok: Callable[[dict], bool], avoid: int = -1) -> dict:
@@ -512,13 +528,65 @@ def _pair(prompt: list[dict], chosen: list[dict], rejected: str, source: str) ->
             "source": source}
 
 
+# ------------------------------------------------------------------------- examples the ORPO and compare tabs offer
+def shipped_examples(limit: int = 40, max_chars: int = 220) -> list[dict]:
+    """Pairs from the shipped files whose prompts the bundled aligned model never trained on (held out with the
+    align command's defaults), short enough to read at a glance: {label, prompt, chosen, rejected, source}, the
+    ORPO tab's examples. Chatterbot pairs are made by `chatterbot_pair_list`, as for training (a mismatched and a
+    run-on rejected reply for each answer); plain JSON reading (no `datasets`), so the app starts fast."""
+    held = lambda prompt: is_held_out(prompt, *CHOICE_SPLIT)  # noqa: E731
+    text = lambda messages: messages[0]["content"]  # noqa: E731
+    out = []
+    for p in chatterbot_pair_list(chatterbot_rows(), "both", seed=0):
+        prompt, chosen, rejected = text(p["prompt"]), text(p["chosen"]), text(p["rejected"])
+        if held(prompt) and len(prompt) + len(chosen) < max_chars:
+            out.append(_example(prompt, chosen, rejected, p["source"]))
+    for r in read_jsonl(PREFERENCE_FILES["bigbench"]):
+        if held(r["prompt"]) and len(r["prompt"]) + len(r["chosen"]) + len(r["rejected"]) < max_chars:
+            out.append(_example(r["prompt"], r["chosen"], r["rejected"], r["source"]))
+    # interleave the sources so the first entries of the dropdown show every kind
+    by_source: dict[str, list[dict]] = {}
+    for e in out:
+        by_source.setdefault(e["source"].split("/")[0] + e["source"].split("/")[-1], []).append(e)
+    mixed = [e for group in _zip_longest(list(by_source.values())) for e in group]
+    for n, e in enumerate(mixed[:limit], 1):
+        e["label"] = f"{n}. [{e['source']}] {e['prompt'][:60]}"
+    return mixed[:limit]
+
+
+def demo_questions(limit: int = 24, max_chars: int = 300) -> list[dict]:
+    """Held-out multiple-choice questions (`data.choice_questions`: the kind of prompt the bundled aligned model
+    was tuned on, none of them trained on), short enough to read, sources interleaved: {label, prompt, options,
+    answer, source}. What the Aligned-vs-base tab offers; tests/app/test_compare_demo.py checks the aligned model's
+    greedy answers to them."""
+    held = [q for q in choice_questions() if q["held_out"] and len(q["prompt"]) <= max_chars]
+    by_source: dict[str, list[dict]] = {}
+    for q in held:
+        by_source.setdefault(q["source"], []).append(q)
+    mixed = [q for group in _zip_longest(list(by_source.values())) for q in group][:limit]
+    return [{**q, "label": f"{n}. [{q['source'].split('/')[-1]}] {q['question'][:70]}"} for n, q in enumerate(mixed, 1)]
+
+
+def on_topic(answer: str, options: list[str]) -> bool:
+    """Whether an answer is one of the offered options (case, surrounding spaces and final punctuation ignored)."""
+    norm = lambda t: t.strip().strip(".!").strip().lower()  # noqa: E731
+    return norm(answer) in {norm(o) for o in options}
+
+
+def _example(prompt: str, chosen: str, rejected: str, source: str) -> dict:
+    return {"prompt": prompt, "chosen": chosen, "rejected": rejected, "source": source}
+
+
+def _zip_longest(groups: list[list]) -> Iterator[list]:
+    for i in range(max((len(g) for g in groups), default=0)):
+        yield [g[i] for g in groups if i < len(g)]
+
+
 def filter_by_prompt_length(dataset, tokenizer, max_prompt_tokens: int):
     """Keep the rows whose prompt, as the model will see it (chat template + generation prompt), has fewer than
     `max_prompt_tokens` tokens, so prompt + reply fit the context. (The course's version assigned the filtered
     dataset to a misspelled name, `datatset`, and so kept every row: here the result is returned and used.)
     """
-    from playground.orpo import render_prompt
-
     if max_prompt_tokens < 1:
         raise ValueError(f"max_prompt_tokens must be at least 1, got {max_prompt_tokens}")
 
@@ -530,13 +598,11 @@ def filter_by_prompt_length(dataset, tokenizer, max_prompt_tokens: int):
 
 
 def tokenize_preferences(dataset, tokenizer, max_len: int):
-    """Add token ids and labels to every pair (`orpo.encode_example`), batched through `datasets.map`.
+    """Add token ids and labels to every pair (`chat.encode_example`), batched through `datasets.map`.
 
     New columns: prompt_len, chosen_input_ids, chosen_labels, rejected_input_ids, rejected_labels (chosen and
     rejected padded to the same length; labels are -100 on the prompt and the padding).
     """
-    from playground.orpo import encode_example
-
     def encode(batch: dict) -> dict:
         out = {k: [] for k in ("prompt_len", "chosen_input_ids", "chosen_labels", "rejected_input_ids",
                                "rejected_labels")}

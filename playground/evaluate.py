@@ -83,7 +83,8 @@ KNOWLEDGE_PAIRS = "bigbench"  # right vs wrong answer, no options in the prompt:
 
 def preference_rows(tokenizer, data: str = "chatterbot,choices"):
     """The held-out tokenized pairs of the align command's split (same defaults, same seed)."""
-    from playground.orpo import ORPOConfig, prepare_data
+    from playground.align import prepare_data
+    from playground.orpo import ORPOConfig
 
     _, val_rows = prepare_data(data, tokenizer, ORPOConfig())
     return val_rows
@@ -91,7 +92,7 @@ def preference_rows(tokenizer, data: str = "chatterbot,choices"):
 
 def eos_rate(model: nn.Module, tokenizer, val_rows, n_prompts: int, max_new_tokens: int = 64) -> dict:
     """Share of held-out chat prompts whose greedy answer ends with eos within `max_new_tokens`."""
-    from playground.orpo import sample_answers
+    from playground.align import sample_answers
 
     prompts, seen = [], set()
     for row in val_rows:

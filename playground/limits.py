@@ -27,7 +27,7 @@ class Limits:
     # the shapes before a model is built (playground/memory.py): batch x context x width x layers must fit
     max_train_memory_bytes: int = 3_000_000_000
     max_live_train_params: int = 500_000_000  # all learners' trainable models alive at once (runs, ORPO copies)
-    max_client_train_params: int = 150_000_000  # the same, for one visitor's address (any number of sessions)
+    max_client_train_params: int = 250_000_000  # the same, for one address: a class of 30 behind one school NAT fits
     trust_proxy: bool = False  # read the visitor's address from X-Forwarded-For (always on a Space: SPACE_ID set)
     reclaim_idle_seconds: int = 600  # past half of max_live_train_params, models unused this long are taken back
     load_timeout_seconds: float = 90.0  # a visitor waits this long for a Hub model / tokenizer (it loads on)

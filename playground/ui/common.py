@@ -187,7 +187,19 @@ def resolve_bundle(source: str, session: dict | None):
 
 
 # ------------------------------------------------------------------------------ per-learner trainable models
-_LIVE = weakref.WeakSet()  # every learner's trainable model (Train tab run, ORPO copy) still held by a session
+@dataclass
+class Held:
+    """What the memory bounds know of one learner's trainable model. Kept beside the model, not on it: a model
+    crosses process boundaries (pickled on ZeroGPU), and a weak reference cannot be pickled."""
+
+    client: str  # the visitor's address
+    params: int
+    session: weakref.ReferenceType | None  # the session that holds it (to reclaim it from), if known
+    used: float  # time.monotonic() of its last use
+
+
+# every learner's trainable model (Train tab run, ORPO copy) still held by a session -> its Held
+_LIVE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _LIVE_LOCK = threading.Lock()
 
 
@@ -224,36 +236,35 @@ def register_trainable(model, what: str = "model", session: dict | None = None):
                 f"would add {n / 1e6:.1f}M (the limit here is {LIMITS.max_live_train_params / 1e6:.0f}M). "
                 "Try again in a few minutes, or pick a smaller model."
             )
-        model._pg_client, model._pg_params = client, n
-        model._pg_session = weakref.ref(session) if isinstance(session, Session) else None
-        model._pg_used = time.monotonic()
-        _LIVE.add(model)
+        owner = weakref.ref(session) if isinstance(session, Session) else None
+        _LIVE[model] = Held(client, n, owner, time.monotonic())
     return model
 
 
 def touch(model) -> None:
     """Mark a learner's model as used now (it is reclaimed last under memory pressure)."""
-    if hasattr(model, "_pg_used"):
-        model._pg_used = time.monotonic()
+    held = _LIVE.get(model)
+    if held is not None:
+        held.used = time.monotonic()
 
 
 def _live_params(client: str | None = None) -> int:
-    return sum(m._pg_params for m in list(_LIVE) if client is None or m._pg_client == client)
+    return sum(h.params for h in list(_LIVE.values()) if client is None or h.client == client)
 
 
 def _reclaim_idle(idle_seconds: float) -> int:
     """Drop, from their sessions, the models unused for `idle_seconds`; returns how many. The learner finds no
     model on return (as after expiry); the memory is freed when the last reference goes."""
     now, dropped = time.monotonic(), 0
-    for m in sorted(_LIVE, key=lambda m: m._pg_used):
-        session = m._pg_session() if m._pg_session is not None else None
-        if now - m._pg_used < idle_seconds or session is None:
+    for m, held in sorted(list(_LIVE.items()), key=lambda item: item[1].used):
+        session = held.session() if held.session is not None else None
+        if now - held.used < idle_seconds or session is None:
             continue
         for key, value in list(session.items()):
             held = value.get("bundle") if isinstance(value, dict) else value
             if held is m or getattr(held, "model", None) is m:
                 session[key] = None
-        _LIVE.discard(m)
+        _LIVE.pop(m, None)
         dropped += 1
     if dropped:
         log.info("memory pressure: reclaimed %d idle learners' models", dropped)

@@ -16,7 +16,7 @@ import gradio as gr
 import pandas as pd
 import torch
 
-from playground import losses, orpo, sampling, spaces_support
+from playground import data, losses, models, sampling, spaces_support
 from playground.limits import LIMITS, check_int, check_text
 from playground.ui import common, share, start_tab
 from playground.ui.sample_tab import MAX_TEMPERATURE, Settings, Throttle, crop_note, prompt_ids
@@ -24,7 +24,7 @@ from playground.ui.sample_tab import MAX_TEMPERATURE, Settings, Throttle, crop_n
 COURSE_PROMPT = "What is a food recipe using apple?"  # the course's question (notes 76)
 # What the tab offers for the bundled pair: held-out multiple-choice questions (options in the prompt), the kind of
 # prompt llama-aligned was tuned on and never saw; its greedy answers are checked by tests/app/test_compare_demo.py.
-DEMO = orpo.demo_questions()
+DEMO = data.demo_questions()
 DEFAULT_PROMPT = DEMO[0]["prompt"] if DEMO else COURSE_PROMPT
 BUNDLED_PAIR = spaces_support.BUNDLED_PAIR
 CHAT_LABEL = "apply the chat template"
@@ -89,7 +89,7 @@ def stream_compare(
     sides = []
     for bundle, chat in zip(bundles, (bool(chat_left), bool(chat_right)), strict=True):
         ids, shown = build_prompt(bundle, prompt, chat)
-        ids, dropped = sampling.crop_prompt(ids, sampling.context_length(bundle.model))
+        ids, dropped = sampling.crop_prompt(ids, models.context_length(bundle.model))
         sides.append(
             {
                 "bundle": bundle,
@@ -134,7 +134,7 @@ def eos_probs(bundle, prompt: list[int], new: list[int]) -> list[float]:
     was_training = bundle.model.training
     bundle.model.eval()
     try:
-        logits, _ = losses.windowed_logits(bundle.model, prompt + new, losses.context_window(bundle.model))
+        logits, _ = losses.windowed_logits(bundle.model, prompt + new, models.context_length(bundle.model))
     finally:
         bundle.model.train(was_training)
     probs = torch.softmax(logits[len(prompt) - 1 :].float(), dim=-1)  # row k predicts new[k]

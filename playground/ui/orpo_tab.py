@@ -16,7 +16,7 @@ import math
 import gradio as gr
 import pandas as pd
 
-from playground import orpo
+from playground import data, orpo
 from playground.limits import LIMITS, check_float, check_int, check_text
 from playground.ui import common, share
 
@@ -28,7 +28,7 @@ CUSTOM = "(write your own below)"
 @functools.lru_cache(maxsize=1)
 def examples() -> list[dict]:
     """Held-out pairs from the shipped preference data (read once, shared read-only by every user)."""
-    return orpo.shipped_examples()
+    return data.shipped_examples()
 
 
 def example_fields(label: str) -> tuple[str, str, str]:

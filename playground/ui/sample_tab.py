@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import gradio as gr
 import torch
 
-from playground import sampling
+from playground import models, sampling
 from playground.limits import LIMITS, check_float, check_int, check_text
 from playground.ui import common, share, start_tab
 
@@ -108,7 +108,7 @@ def stream_answers(choice, prompt, temperature, top_k, top_p, max_new, n_answers
     max_new = check_int(max_new, "Max new tokens", 1, LIMITS.max_new_tokens)
     n_answers = check_int(n_answers, "Number of answers", 1, LIMITS.max_answers)
     tok, model = bundle.tokenizer, bundle.model
-    ids, dropped = sampling.crop_prompt(prompt_ids(tok, prompt), sampling.context_length(model))
+    ids, dropped = sampling.crop_prompt(prompt_ids(tok, prompt), models.context_length(model))
     gen = s.generator()  # one generator for all answers: answer 2 continues the random stream of answer 1
     done: list[str] = []
     t0, n_tokens, first, throttle = time.perf_counter(), 0, None, Throttle(0.0 if slow else 0.05)
@@ -206,7 +206,7 @@ def next_token(choice, prompt, temperature, top_k, top_p, seed, state, session):
     tok, model = bundle.tokenizer, bundle.model
     key = [str(choice), prompt, s.temperature, s.top_k, s.top_p, s.seed]
     if not state or state.get("key") != key:  # new prompt or settings: start over from the prompt
-        ids, _ = sampling.crop_prompt(prompt_ids(tok, prompt), sampling.context_length(model))
+        ids, _ = sampling.crop_prompt(prompt_ids(tok, prompt), models.context_length(model))
         state = {"key": key, "ids": ids, "n_prompt": len(ids), "rng": s.generator().get_state(), "history": []}
     if state["history"] and state["history"][-1][0] == tok.eos_id:
         raise ValueError("The model ended the text (end-of-sequence). Press Reset to start again.")

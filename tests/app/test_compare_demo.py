@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from playground import checkpoints, data, orpo
+from playground import align, checkpoints, data, orpo
 from playground.ui import compare_tab
 
 
@@ -30,8 +30,8 @@ def test_offered_prompts_are_held_out_choice_questions():
 
 
 def test_on_topic_means_one_of_the_options():
-    assert orpo.on_topic(" No. ", ["Yes.", "No."]) and orpo.on_topic("relieved", ["Relieved", "Anxious"])
-    assert not orpo.on_topic("Go home now", ["Go home", "Get candy"]) and not orpo.on_topic("", ["a", "b"])
+    assert data.on_topic(" No. ", ["Yes.", "No."]) and data.on_topic("relieved", ["Relieved", "Anxious"])
+    assert not data.on_topic("Go home now", ["Go home", "Get candy"]) and not data.on_topic("", ["a", "b"])
 
 
 @pytest.fixture(scope="module")
@@ -40,12 +40,12 @@ def answers():
     prompts = [q["prompt"] for q in compare_tab.DEMO]
     for name in ("llama-aligned", "llama-base"):
         bundle = checkpoints.load(name)
-        out[name] = orpo.sample_answers(bundle.model, bundle.tokenizer, prompts, max_new_tokens=32)
+        out[name] = align.sample_answers(bundle.model, bundle.tokenizer, prompts, max_new_tokens=32)
     return out
 
 
 def _hits(answers, name):
-    return [orpo.on_topic(a["answer"], q["options"]) for a, q in zip(answers[name], compare_tab.DEMO, strict=True)]
+    return [data.on_topic(a["answer"], q["options"]) for a, q in zip(answers[name], compare_tab.DEMO, strict=True)]
 
 
 @pytest.mark.xfail(

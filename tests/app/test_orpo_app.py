@@ -35,7 +35,7 @@ def llama_source(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="module")
 def pair() -> dict:
-    from playground.orpo import shipped_examples
+    from playground.data import shipped_examples
 
     e = shipped_examples()[0]
     return {"prompt": e["prompt"], "chosen": e["chosen"], "rejected": e["rejected"]}
@@ -92,7 +92,7 @@ def test_steps_stream_and_raise_the_log_odds_ratio(client, llama_source, pair):
 
 
 def test_picking_an_example_fills_the_pair(client):
-    from playground.orpo import shipped_examples
+    from playground.data import shipped_examples
 
     e = shipped_examples()[3]
     assert list(client.predict(e["label"], api_name="/orpo_example")) == [e["prompt"], e["chosen"], e["rejected"]]

@@ -25,7 +25,7 @@ def _serve_without_spaces(timeout: float = 180.0):
 
 
 def _serves_gpu_handlers(client) -> None:
-    from playground.orpo import shipped_examples
+    from playground.data import shipped_examples
 
     summary, *_ = client.predict("gpt-tiny", TEXT, api_name="/ce_score")
     assert "ce-loss" in summary

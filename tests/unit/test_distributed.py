@@ -18,7 +18,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from playground import distributed, orpo, train
+from playground import align, distributed, orpo, train
 
 ROOT = Path(__file__).resolve().parents[2]
 TORCHRUN_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
@@ -177,7 +177,7 @@ def test_align_two_gloo_ranks_match_one_process(tmp_path):
     args = ["--base", "llama-base", "--data", str(data), "--steps", "5", "--batch-size", "4", "--max-len", "64",
             "--prompt-max-tokens", "32", "--eval-interval", "0", "--eval-pairs", "4", "--warmup", "2",
             "--device", "cpu"]
-    assert orpo.cli([*args, "--out", str(tmp_path / "one")]) == 0
+    assert align.cli([*args, "--out", str(tmp_path / "one")]) == 0
     _torchrun("align", [*args, "--out", str(tmp_path / "two")])
     a, b = (json.loads((tmp_path / d / "train_log.json").read_text()) for d in ("one", "two"))
     assert len(a["records"]) == len(b["records"]) == 5  # step 4 is the epoch's 1-pair batch: rank 1 gets none

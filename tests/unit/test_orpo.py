@@ -15,7 +15,7 @@ import math
 import pytest
 import torch
 
-from playground import losses
+from playground import chat, losses
 
 decimal.getcontext().prec = 60
 
@@ -203,9 +203,8 @@ PAIR = {"prompt": "What is AI?", "chosen": "The study of machines that think.", 
 
 
 def test_encode_example_masks_exactly_the_prompt_and_the_padding(tok):
-    from playground import orpo
 
-    ex = orpo.encode_example(tok, PAIR["prompt"], PAIR["chosen"], PAIR["rejected"], max_len=96)
+    ex = chat.encode_example(tok, PAIR["prompt"], PAIR["chosen"], PAIR["rejected"], max_len=96)
     head = tok.apply_chat_template([{"role": "user", "content": PAIR["prompt"]}], add_generation_prompt=True)
     n = ex.prompt_len
     assert n == len(head) and ex.chosen_input_ids[:n] == head == ex.rejected_input_ids[:n]
@@ -225,11 +224,10 @@ def test_encode_example_masks_exactly_the_prompt_and_the_padding(tok):
 
 
 def test_collate_pads_with_ignored_labels_and_token_mask_matches(tok):
-    from playground import orpo
 
-    a = orpo.encode_example(tok, "Hi", "Hello there, how are you today?", "Go away", 96)
-    b = orpo.encode_example(tok, "Tell me a long story about a cat and a dog", "No.", "Yes.", 96)
-    ids, labels = orpo.collate([a, b], tok.pad_id)
+    a = chat.encode_example(tok, "Hi", "Hello there, how are you today?", "Go away", 96)
+    b = chat.encode_example(tok, "Tell me a long story about a cat and a dog", "No.", "Yes.", 96)
+    ids, labels = chat.collate([a, b], tok.pad_id)
     assert ids.shape == labels.shape == (4, max(a.length, b.length))
     for r, (seq, lab) in enumerate(((a.chosen_input_ids, a.chosen_labels), (b.chosen_input_ids, b.chosen_labels),
                                     (a.rejected_input_ids, a.rejected_labels),
@@ -242,9 +240,8 @@ def test_collate_pads_with_ignored_labels_and_token_mask_matches(tok):
 
 
 def test_encode_example_truncates_to_max_len(tok):
-    from playground import orpo
 
-    ex = orpo.encode_example(tok, "word " * 200, "an answer " * 50, "no", max_len=40)
+    ex = chat.encode_example(tok, "word " * 200, "an answer " * 50, "no", max_len=40)
     assert ex.truncated and ex.length <= 40 and ex.prompt_len == 20
     assert ex.chosen_labels[: ex.prompt_len] == [-100] * ex.prompt_len
 
@@ -266,7 +263,7 @@ def test_breakdown_agrees_with_an_independent_float64_computation(tok, arch):
     model = tiny_model(arch, tok.vocab_size)
     lam = 0.5
     bd = orpo.example_breakdown(model, tok, PAIR, lam)
-    ex = orpo.encode_example(tok, PAIR["prompt"], PAIR["chosen"], PAIR["rejected"], 96)
+    ex = chat.encode_example(tok, PAIR["prompt"], PAIR["chosen"], PAIR["rejected"], 96)
     avgs, per_token = [], []
     with torch.no_grad():
         for ids, labels in ((ex.chosen_input_ids, ex.chosen_labels), (ex.rejected_input_ids, ex.rejected_labels)):
@@ -324,7 +321,7 @@ def test_align_cli_trains_evaluates_and_saves(tok, tmp_path):
     """`python -m playground align` end to end on a tiny random Llama and 40 shipped pairs, 4 steps on the CPU."""
     import json
 
-    from playground import checkpoints, orpo
+    from playground import align, checkpoints
     from playground.data import PREFERENCE_FILES
 
     base = tmp_path / "base"
@@ -336,7 +333,7 @@ def test_align_cli_trains_evaluates_and_saves(tok, tmp_path):
                                          "rejected": qa[(i + 13) % 40]["answer"]}) + "\n"
                              for i, r in enumerate(qa)), encoding="utf-8")
     out = tmp_path / "aligned"
-    code = orpo.cli(["--base", str(base), "--data", str(pairs), "--out", str(out), "--steps", "4", "--batch-size",
+    code = align.cli(["--base", str(base), "--data", str(pairs), "--out", str(out), "--steps", "4", "--batch-size",
                      "4", "--warmup", "1", "--lr", "1e-3", "--max-len", "128", "--prompt-max-tokens", "96",
                      "--eval-interval", "2", "--eval-pairs", "8", "--val-fraction", "0.2", "--device", "cpu"])
     assert code == 0
@@ -366,13 +363,13 @@ def test_training_and_validation_nll_are_one_definition(tok):
     (score_pairs: token mean over all chosen reply tokens), computed here independently in float64."""
     from playground import orpo
 
-    a = orpo.encode_example(tok, "Hi", "Hello there, how are you today? I am fine, thanks for asking me.", "No", 96)
-    b = orpo.encode_example(tok, "Tell me a long story about a cat", "No.", "Yes, once upon a time.", 96)
+    a = chat.encode_example(tok, "Hi", "Hello there, how are you today? I am fine, thanks for asking me.", "No", 96)
+    b = chat.encode_example(tok, "Tell me a long story about a cat", "No.", "Yes, once upon a time.", 96)
     n_a = sum(lab != -100 for lab in a.chosen_labels)
     n_b = sum(lab != -100 for lab in b.chosen_labels)
     assert n_a > 2 * n_b  # lengths that make a token mean and a mean of per-pair means differ
     model, lam = tiny_model("gpt", tok.vocab_size), 0.5
-    ids, labels = orpo.collate([a, b], tok.pad_id)
+    ids, labels = chat.collate([a, b], tok.pad_id)
     with torch.no_grad():
         logp = torch.log_softmax(model(ids).double(), -1)[:, :-1]  # (4, T-1, V) float64, independent of orpo
     targets = labels[:, 1:]

@@ -85,7 +85,7 @@ def test_several_sources_concatenate():
 
 
 def test_prompt_length_filter_really_removes_rows(tok):
-    from playground.orpo import render_prompt
+    from playground.chat import render_prompt
 
     ds = data.load_preferences("bigbench").shuffle(seed=0).select(range(300))  # a sample keeps the test quick
     kept = data.filter_by_prompt_length(ds, tok, 64)
@@ -193,3 +193,12 @@ def test_choice_pairs_prefer_the_right_option_over_off_topic_and_run_on():
         else:
             assert r["source"] == "choices/runon" and bad.startswith(good + "\n")
     assert data.DEFAULT_PREFERENCES == "chatterbot,choices"
+
+
+def test_the_held_out_split_of_the_tabs_is_the_align_commands():
+    # the examples the ORPO and compare tabs offer are held out with data.CHOICE_SPLIT: it must be the split the
+    # align command trains with, or the tabs would show pairs the bundled aligned model was trained on
+    from playground.orpo import ORPOConfig
+
+    d = ORPOConfig()
+    assert data.CHOICE_SPLIT == (d.val_fraction, d.seed)

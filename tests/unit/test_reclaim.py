@@ -15,7 +15,7 @@ from playground.ui import common
 
 @pytest.fixture
 def fresh(monkeypatch):
-    monkeypatch.setattr(common, "_LIVE", weakref.WeakSet())
+    monkeypatch.setattr(common, "_LIVE", weakref.WeakKeyDictionary())
 
     def use(**kw):
         monkeypatch.setattr(limits, "LIMITS", limits.Limits(**kw))
@@ -29,7 +29,7 @@ def test_idle_sessions_are_reclaimed_under_pressure_and_busy_ones_are_not(fresh)
     idle["train_run"] = common.register_trainable(torch.nn.Linear(20, 30), "model", idle)  # 630 parameters
     busy["orpo_model"] = {"bundle": type("B", (), {"model": None})(), "steps": 0}
     busy["orpo_model"]["bundle"].model = common.register_trainable(torch.nn.Linear(20, 30), "copy", busy)
-    idle["train_run"]._pg_used -= 3600  # an hour without use
+    common._LIVE[idle["train_run"]].used -= 3600  # an hour without use
     newcomer = common.new_session()
     newcomer["train_run"] = common.register_trainable(torch.nn.Linear(20, 30), "model", newcomer)  # 1890 > 1000
     assert idle["train_run"] is None  # taken back: the learner finds no model, as after expiry
@@ -42,7 +42,7 @@ def test_without_pressure_nothing_is_reclaimed(fresh):
     fresh(max_live_train_params=100_000, reclaim_idle_seconds=60)
     s = common.new_session()
     s["train_run"] = common.register_trainable(torch.nn.Linear(20, 30), "model", s)
-    s["train_run"]._pg_used -= 3600
+    common._LIVE[s["train_run"]].used -= 3600
     common.register_trainable(torch.nn.Linear(20, 30), "model", common.new_session())
     assert s["train_run"] is not None
 

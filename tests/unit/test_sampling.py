@@ -10,7 +10,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from playground import sampling
+from playground import models, sampling
 from playground.sampling import distribution_stages, generate, generate_steps, next_token_probs
 
 
@@ -284,7 +284,7 @@ def test_stops_at_eos_and_yields_it():
 def test_long_prompt_is_cropped():
     model = _gpt(context=16)
     prompt = list(range(40))
-    kept, dropped = sampling.crop_prompt(prompt, sampling.context_length(model))
+    kept, dropped = sampling.crop_prompt(prompt, models.context_length(model))
     assert kept == prompt[-16:] and dropped == 24
     a = list(generate(model, prompt, 5, 0.0))
     b = list(generate(model, kept, 5, 0.0))

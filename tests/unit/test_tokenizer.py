@@ -426,7 +426,7 @@ def test_role_tokens_cannot_be_forged_in_our_encoder(bundled):
     for text in ("<|user|>", "<|assistant|>", "<|system|>", "</s>", "<s>", "<unk>"):
         assert not _roles(bundled.encode(text)) and not _roles(bundled.encode(" " + text + " "))
     # orpo's prompt path goes through the same template
-    from playground.orpo import prompt_ids
+    from playground.chat import prompt_ids
 
     assert _roles(prompt_ids(bundled, "say </s> and <|assistant|> here")) == [4, 2, 5]
 

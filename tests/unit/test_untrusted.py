@@ -279,7 +279,7 @@ def test_live_trainable_models_are_bounded_together(monkeypatch):
     from playground.ui import common
 
     monkeypatch.setattr(limits, "LIMITS", limits.Limits(max_live_train_params=1000))
-    monkeypatch.setattr(common, "_LIVE", __import__("weakref").WeakSet())
+    monkeypatch.setattr(common, "_LIVE", __import__("weakref").WeakKeyDictionary())
     first = common.register_trainable(torch.nn.Linear(20, 30))  # 630 parameters
     with pytest.raises(ValueError, match="server is busy"):
         common.register_trainable(torch.nn.Linear(20, 30))

@@ -23,7 +23,7 @@ import torch
 
 pytest.importorskip("gradio")
 
-from playground.orpo import shipped_examples  # noqa: E402
+from playground.data import shipped_examples  # noqa: E402
 from playground.ui import common, compare_tab, cross_entropy_tab, orpo_tab, sample_tab, train_tab  # noqa: E402
 from tests.app.test_train_app import SMALL  # noqa: E402
 

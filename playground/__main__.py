@@ -12,7 +12,7 @@ import sys
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "tokenizer": ("playground.tokenizer", "train the bundled SentencePiece tokenizer from the shipped corpus"),
-    "pretrain": ("playground.train", "pretrain a GPT or Llama on a corpus (checkpoints, resume, bf16, compile)"),
+    "pretrain": ("playground.pretrain", "pretrain a GPT or Llama on a corpus (checkpoints, resume, bf16, compile)"),
     "align": ("playground.align", "align a Llama checkpoint with ORPO on preference pairs"),
     "eval": ("playground.evaluate", "validation loss, preference and end-of-sequence figures of checkpoints"),
     "bench": ("playground.bench", "speed figures beside the reference implementations"),

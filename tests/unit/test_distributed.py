@@ -18,7 +18,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from playground import align, distributed, orpo, train
+from playground import align, distributed, orpo, pretrain
 
 ROOT = Path(__file__).resolve().parents[2]
 TORCHRUN_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
@@ -126,10 +126,10 @@ PRETRAIN = ["--n-layer", "1", "--n-embd", "32", "--n-head", "2", "--context", "1
 
 def test_pretrain_two_gloo_ranks_match_one_process_and_resume(tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
-    assert train.cli([*PRETRAIN, "--steps", "4", "--out", str(one)]) == 0
+    assert pretrain.cli([*PRETRAIN, "--steps", "4", "--out", str(one)]) == 0
     _torchrun("pretrain", [*PRETRAIN, "--steps", "4", "--out", str(two)])
     # resume: rank 0 wrote the run, both ranks read it and go on to step 6 (a longer schedule, the same on both)
-    assert train.cli([*PRETRAIN, "--resume", str(one), "--steps", "6", "--out", str(one)]) == 0
+    assert pretrain.cli([*PRETRAIN, "--resume", str(one), "--steps", "6", "--out", str(one)]) == 0
     done = _torchrun("pretrain", [*PRETRAIN, "--resume", str(two), "--steps", "6", "--out", str(two)])
     a, b = (json.loads((d / "train_log.json").read_text()) for d in (one, two))
     assert [r[0] for r in b["losses"]] == [1, 2, 3, 4, 5, 6]

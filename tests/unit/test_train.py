@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from playground import data, train
+from playground import data, pretrain, train
 
 ARCHS = ["gpt", "llama"]
 
@@ -240,7 +240,7 @@ def test_cli_trains_saves_and_resumes(tmp_path):
     out = tmp_path / "run"
     small = ["--n-layer", "1", "--n-embd", "32", "--n-head", "2", "--context", "16", "--batch-size", "2"]
     common = ["--corpus", "kjv", "--eval-interval", "2", "--eval-iters", "1", "--final-eval-iters", "1"]
-    assert train.cli([*small, *common, "--steps", "5", "--max-seconds", "600", "--out", str(out)]) == 0
+    assert pretrain.cli([*small, *common, "--steps", "5", "--max-seconds", "600", "--out", str(out)]) == 0
     log = json.loads((out / "train_log.json").read_text())
     assert log["command"].startswith("python -m playground pretrain --n-layer 1")
     assert log["step"] == 5
@@ -248,7 +248,7 @@ def test_cli_trains_saves_and_resumes(tmp_path):
     assert checkpoints.load(str(out)).model.config.n_layer == 1
     assert "python -m playground pretrain" in (out / "README.md").read_text()
     # --resume continues the saved run to a longer schedule and keeps the history
-    assert train.cli(["--resume", str(out), "--steps", "7", "--out", str(out), *common]) == 0
+    assert pretrain.cli(["--resume", str(out), "--steps", "7", "--out", str(out), *common]) == 0
     log = json.loads((out / "train_log.json").read_text())
     assert log["step"] == 7 and [e["step"] for e in log["evals"]] == [2, 4, 5, 6, 7]
 

@@ -170,7 +170,7 @@ def train(source: str, corpus_name: str, text: str, vocab_size, model_type: str,
     vocab_size = check_int(vocab_size, "Vocabulary size", 64, LIMITS.max_vocab_size)
     if model_type not in tk.MODEL_TYPES:
         raise ValueError(f"model type must be one of {tk.MODEL_TYPES}, got {model_type!r}")
-    settings = settings or SETTINGS[0]
+    settings = settings or next(iter(SETTINGS))  # the course's settings by default
     if settings not in SETTINGS:
         raise ValueError(f"settings must be one of {list(SETTINGS)}, got {settings!r}")
     if source == CORPUS:

@@ -17,7 +17,10 @@ import urllib.request
 
 import pytest
 
+from playground.ui.tokenize_tab import SETTINGS
 from playground.ui.train_tab import MY_TEXT
+
+COURSE = next(iter(SETTINGS))  # the Tokenize tab's training settings: the course's
 
 TOK = "bundled BPE 4096"
 LEARNER_STEPS = 7  # the learner's model: a distinct step count the checks look for
@@ -36,7 +39,7 @@ TRACE = re.compile(r"Traceback|File \"|line \d+, in|Something went wrong|Interna
 TRAIN = ["austen", "", None, "gpt", "tiny", 1, 2, 16, 16, 5e-3, 4, 50, 2, "steps", 1, "It is", "Emma was", 1]
 ENDPOINTS = {
     "tokenize": (["Hello world", TOK, "(none)"], {"text": [0], "tokenizer": [1, 2]}),
-    "train_tokenizer": (["paste text", "austen", "the cat sat on the mat. " * 40, 80, "bpe"], {"text": [2]}),
+    "train_tokenizer": (["paste text", "austen", "the cat sat on the mat. " * 40, 80, "bpe", COURSE], {"text": [2]}),
     "ce_score": (["gpt-tiny", "It is a truth universally acknowledged"], {"text": [1], "model": [0]}),
     "ce_break": (["gpt-tiny", "It is a truth", 1.0, "float32"], {"text": [1], "model": [0]}),
     "train_start": (TRAIN, {"text": [15, 16]}),

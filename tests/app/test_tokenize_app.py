@@ -122,3 +122,23 @@ def test_odd_and_long_text_is_handled(client):
     assert "showing the first 3,000" in chips
     stats, *_ = client.predict("", BUNDLED, tt.NONE, api_name="/tokenize")
     assert "Type or paste" in stats
+
+
+def test_course_settings_one_click_away_beside_the_bundled(fresh):
+    """Train the course's exact settings and the full-coverage preset live on the same sample; beside the bundled
+    tokenizer, printable ASCII falls back to bytes only under the course's coverage (counted independently here)."""
+    import string
+
+    text = "Hello! In 2024, Paris? (#1) {x: [y]} a<b>c ~5% `code` | ^ = @ & * + _ ; : / $ PQXZ"
+    course, full = list(tt.SETTINGS)
+    fresh.predict(tt.CORPUS, "all", "", 1000, "bpe", course, api_name="/train_tokenizer")
+    status, *_ = fresh.predict(tt.CORPUS, "all", "", 1000, "bpe", full, api_name="/train_tokenizer")
+    assert "full coverage" in status
+    mine_course, mine_full = "my bpe 1000 #1", "my bpe 1000 #2"
+    stats_c, chips_c, _, stats_b, _ = fresh.predict(text, mine_course, BUNDLED, api_name="/tokenize")
+    stats_f, *_ = fresh.predict(text, mine_full, tt.NONE, api_name="/tokenize")
+    assert stat(stats_b, "byte-fallback pieces") == 0 == stat(stats_f, "byte-fallback pieces")
+    assert stat(stats_c, "byte-fallback pieces") >= 5
+    # the byte chips of the course tokenizer are printable ASCII characters' UTF-8 bytes
+    assert "&lt;0x21&gt;" in chips_c or "<0x21>" in chips_c  # "!"
+    assert all(c in string.printable for c in text)

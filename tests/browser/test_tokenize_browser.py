@@ -21,7 +21,8 @@ def test_type_text_see_chips_and_counts(page):
     )
     chips = page.locator("#tok-chips-inner .pg-tok")
     assert chips.count() == _stat(page, "tok-stats", "tokens")
-    assert "▁" in chips.first.inner_text()  # the space mark is visible
+    assert "▁" in chips.last.inner_text()  # the space mark is visible ("▁world")
+    assert not chips.first.inner_text().startswith("▁")  # no dummy prefix before the first word
     assert page.locator("#tok-stats-inner .pg-ok").is_visible()  # round trip ✓
     # colours: chips have a background of their own
     bg = chips.first.evaluate("e => getComputedStyle(e).backgroundColor")

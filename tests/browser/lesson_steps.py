@@ -66,7 +66,7 @@ def open_lesson(browser, app_url: str, tab: str, mode: str, width: int = 1440, h
     """A fresh browser session on `tab`, in normal or instructor mode; returns (context, page)."""
     context = browser.new_context(viewport={"width": width, "height": height})
     page = context.new_page()
-    page.set_default_timeout(30_000)
+    page.set_default_timeout(60_000)
     query = f"?tab={tab}" + ("&instructor=1" if mode == "instructor" else "")
     page.goto(app_url + query)
     page.wait_for_selector(f"#tab-{tab}", state="visible", timeout=60_000)

@@ -266,20 +266,7 @@ def build(ctx: common.TabContext) -> None:
                         label="Right answers", lines=12, max_lines=30, elem_id="compare-right", buttons=["copy"]
                     )
                 status = gr.Markdown(elem_id="compare-status")
-                eos_plot = gr.LinePlot(
-                    x="step",
-                    y=EOS_COLUMN,
-                    color="model",
-                    y_title="p(end-of-sequence)",
-                    x_title="generated token",
-                    x_axis_format="d",
-                    y_axis_format=".2f",
-                    y_lim=[0, 1],
-                    label="p(end-of-sequence) before each generated token (first answer): why one model stops",
-                    height=240,
-                    buttons=["export", "fullscreen"],
-                    elem_id="compare-eos-plot",
-                )
+                eos_plot = _eos_plot()
                 show = gr.Checkbox(
                     False, label="Show the exact prompt strings (with special tokens)", elem_id="compare-show-prompts"
                 )
@@ -331,6 +318,23 @@ def build(ctx: common.TabContext) -> None:
             api_name="compare_prompts",
             **common.LIGHT,
         )
+
+
+def _eos_plot() -> gr.LinePlot:
+    return gr.LinePlot(
+        x="step",
+        y=EOS_COLUMN,
+        color="model",
+        y_title="p(end-of-sequence)",
+        x_title="generated token",
+        x_axis_format="d",
+        y_axis_format=".2f",
+        y_lim=[0, 1],
+        label="p(end-of-sequence) before each generated token (first answer): why one model stops",
+        height=240,
+        buttons=["export", "fullscreen"],
+        elem_id="compare-eos-plot",
+    )
 
 
 def _maybe_prompts(show, left, right, prompt, chat_left, chat_right, session):

@@ -19,7 +19,7 @@ import torch
 from playground import data, losses, models, sampling, spaces_support
 from playground.limits import LIMITS, check_int, check_text
 from playground.ui import common, share, start_tab
-from playground.ui.sample_tab import MAX_TEMPERATURE, Settings, Throttle, crop_note, prompt_ids
+from playground.ui.sample_tab import Settings, Throttle, crop_note, prompt_ids, sampling_controls
 
 COURSE_PROMPT = "What is a food recipe using apple?"  # the course's question (notes 76)
 # What the tab offers for the bundled pair: held-out multiple-choice questions (options in the prompt), the kind of
@@ -131,12 +131,8 @@ def eos_probs(bundle, prompt: list[int], new: list[int]) -> list[float]:
     eos = bundle.tokenizer.eos_id
     if eos is None or not new:
         return []
-    was_training = bundle.model.training
-    bundle.model.eval()
-    try:
+    with models.eval_mode(bundle.model):
         logits, _ = losses.windowed_logits(bundle.model, prompt + new, models.context_length(bundle.model))
-    finally:
-        bundle.model.train(was_training)
     probs = torch.softmax(logits[len(prompt) - 1 :].float(), dim=-1)  # row k predicts new[k]
     return probs[:, eos].tolist()
 
@@ -233,28 +229,10 @@ def build(ctx: common.TabContext) -> None:
                         chat_right = gr.Checkbox(
                             looks_like_chat(pair[1]), label=CHAT_LABEL, elem_id="compare-right-chat"
                         )
-                with gr.Row():
-                    temperature = gr.Slider(
-                        0.0, MAX_TEMPERATURE, value=1.0, step=0.05, label="Temperature", elem_id="compare-temperature"
-                    )
-                    top_k = gr.Number(50, label="top-k (0 = off)", precision=0, minimum=0, elem_id="compare-topk")
-                    top_p = gr.Slider(
-                        0.01,
-                        1.0,
-                        value=1.0,
-                        step=0.01,
-                        label="top-p",
-                        elem_id="compare-topp",
-                    )
-                with gr.Row():  # instructor mode keeps answers per model and seed (the lesson's steps use them)
-                    max_new = gr.Slider(
-                        1, LIMITS.max_new_tokens, value=96, step=1, label="Max new tokens", elem_id="compare-max-new",
-                        elem_classes=["pg-advanced"],
-                    )
-                    n_answers = gr.Slider(
-                        1, LIMITS.max_answers, value=1, step=1, label="Answers per model", elem_id="compare-answers"
-                    )
-                    seed = gr.Number(0, label="Seed", precision=0, minimum=0, elem_id="compare-seed")
+                # instructor mode keeps answers per model and seed (the lesson's steps use them)
+                temperature, top_k, top_p, max_new, n_answers, seed = sampling_controls(
+                    "compare", max_new=96, answers_label="Answers per model", answers_advanced=False
+                )
                 with gr.Row():
                     go = gr.Button("Generate both", variant="primary", elem_id="compare-generate")
                     stop = gr.Button("Stop", variant="stop", elem_id="compare-stop")

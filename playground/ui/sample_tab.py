@@ -241,6 +241,36 @@ def reset_steps():
 
 
 # ------------------------------------------------------------------------------------------------ layout
+def sampling_controls(prefix: str, max_new: int = 64, answers_label: str = "Answers", answers_advanced: bool = True):
+    """The sampling controls the Sample and the Aligned-vs-base tabs share, with the same ranges and help:
+    (temperature, top_k, top_p, max_new, n_answers, seed), elem ids `<prefix>-temperature` and so on. Instructor
+    mode hides what no lesson step uses (pg-advanced), never the seed."""
+    with gr.Row():
+        temperature = gr.Slider(
+            0.0, MAX_TEMPERATURE, value=1.0, step=0.05, label="Temperature",
+            info="0 = greedy (always the most likely token)", elem_id=f"{prefix}-temperature",
+        )  # fmt: skip
+        top_k = gr.Number(
+            50, label="top-k", precision=0, minimum=0, elem_id=f"{prefix}-topk",
+            info="keep the k most likely tokens; 0 = off",
+        )  # fmt: skip
+        top_p = gr.Slider(
+            0.01, 1.0, value=1.0, step=0.01, label="top-p", elem_id=f"{prefix}-topp",
+            info="keep the smallest set reaching this mass; 1 = off",
+        )  # fmt: skip
+    with gr.Row():
+        max_new = gr.Slider(
+            1, LIMITS.max_new_tokens, value=max_new, step=1, label="Max new tokens", elem_id=f"{prefix}-max-new",
+            elem_classes=["pg-advanced"],
+        )  # fmt: skip
+        n_answers = gr.Slider(
+            1, LIMITS.max_answers, value=1, step=1, label=answers_label, elem_id=f"{prefix}-answers",
+            elem_classes=["pg-advanced"] if answers_advanced else None,
+        )  # fmt: skip
+        seed = gr.Number(0, label="Seed", precision=0, minimum=0, elem_id=f"{prefix}-seed")
+    return temperature, top_k, top_p, max_new, n_answers, seed
+
+
 def build(ctx: common.TabContext) -> None:
     with gr.Tab("4 Sample", id="sample", elem_id="tab-sample"):
         with gr.Row():
@@ -249,43 +279,7 @@ def build(ctx: common.TabContext) -> None:
             with gr.Column(scale=3, min_width=340):
                 model = common.model_picker(elem_id="sample-model")
                 prompt = gr.Textbox(DEFAULT_PROMPT, label="Prompt", lines=2, elem_id="sample-prompt")
-                with gr.Row():
-                    temperature = gr.Slider(
-                        0.0,
-                        MAX_TEMPERATURE,
-                        value=1.0,
-                        step=0.05,
-                        label="Temperature",
-                        info="0 = greedy (always the most likely token)",
-                        elem_id="sample-temperature",
-                    )
-                    top_k = gr.Number(
-                        50,
-                        label="top-k",
-                        precision=0,
-                        minimum=0,
-                        elem_id="sample-topk",
-                        info="keep the k most likely tokens; 0 = off",
-                    )
-                    top_p = gr.Slider(
-                        0.01,
-                        1.0,
-                        value=1.0,
-                        step=0.01,
-                        label="top-p",
-                        elem_id="sample-topp",
-                        info="keep the smallest set reaching this mass; 1 = off",
-                    )
-                with gr.Row():  # instructor mode hides what no lesson step uses (pg-advanced), never the seed
-                    max_new = gr.Slider(
-                        1, LIMITS.max_new_tokens, value=64, step=1, label="Max new tokens", elem_id="sample-max-new",
-                        elem_classes=["pg-advanced"],
-                    )
-                    n_answers = gr.Slider(
-                        1, LIMITS.max_answers, value=1, step=1, label="Answers", elem_id="sample-answers",
-                        elem_classes=["pg-advanced"],
-                    )
-                    seed = gr.Number(0, label="Seed", precision=0, minimum=0, elem_id="sample-seed")
+                temperature, top_k, top_p, max_new, n_answers, seed = sampling_controls("sample")
                 with gr.Row():
                     go = gr.Button("Generate", variant="primary", elem_id="sample-generate")
                     stop = gr.Button("Stop", variant="stop", elem_id="sample-stop")

@@ -319,6 +319,50 @@ def _download_file(name: str, data: bytes) -> Path:
 
 
 # --------------------------------------------------------------------------------------------- layout
+def _train_box() -> tuple:
+    """The "Train your own tokenizer" panel: (source, corpus, text, vocabulary, model type, settings, button,
+    status, download)."""
+    with gr.Accordion("Train your own tokenizer", open=False, elem_id="tok-train-box"):
+        source = gr.Radio([CORPUS, PASTE], value=CORPUS, label="Train on", elem_id="tok-source")
+        corpus_name = gr.Dropdown(
+            corpus.corpus_names(),
+            value="austen",
+            label="Corpus",
+            info=f"The first {TRAIN_CHARS:,} characters of its train split",
+            elem_id="tok-corpus",
+        )
+        train_text = gr.Textbox(
+            label="Your text",
+            lines=4,
+            max_length=TRAIN_CHARS,
+            placeholder="Paste a few pages of text here",
+            elem_id="tok-train-text",
+        )
+        with gr.Row():
+            vocab = gr.Slider(
+                64, LIMITS.max_vocab_size, value=1000, step=1, label="Vocabulary size", elem_id="tok-vocab"
+            )
+            model_type = gr.Dropdown(
+                list(tk.MODEL_TYPES),
+                value="bpe",
+                label="Model type",
+                elem_id="tok-model-type",
+            )
+        settings = gr.Radio(
+            list(SETTINGS),
+            value=next(iter(SETTINGS)),
+            label="Settings",
+            info="The course's coverage leaves rare characters (some digits, ! ? #, capitals) to byte "
+            "fallback; full coverage gives every printable ASCII character a piece. Train one, then pick "
+            "it beside 'bundled' above to compare.",
+            elem_id="tok-settings",
+        )
+        train_btn = gr.Button("Train", elem_id="tok-train")
+        status = gr.Markdown(elem_id="tok-train-status")
+        download = gr.File(label="Your tokenizer (.model)", interactive=False, elem_id="tok-download")
+    return source, corpus_name, train_text, vocab, model_type, settings, train_btn, status, download
+
+
 def build(ctx: common.TabContext) -> None:
     with gr.Tab("1 Tokenize", id="tokenize", elem_id="tab-tokenize"):
         with gr.Row():
@@ -365,44 +409,8 @@ def build(ctx: common.TabContext) -> None:
                     elem_id="tok-table",
                     elem_classes=["pg-advanced"],
                 )
-                with gr.Accordion("Train your own tokenizer", open=False, elem_id="tok-train-box"):
-                    source = gr.Radio([CORPUS, PASTE], value=CORPUS, label="Train on", elem_id="tok-source")
-                    corpus_name = gr.Dropdown(
-                        corpus.corpus_names(),
-                        value="austen",
-                        label="Corpus",
-                        info=f"The first {TRAIN_CHARS:,} characters of its train split",
-                        elem_id="tok-corpus",
-                    )
-                    train_text = gr.Textbox(
-                        label="Your text",
-                        lines=4,
-                        max_length=TRAIN_CHARS,
-                        placeholder="Paste a few pages of text here",
-                        elem_id="tok-train-text",
-                    )
-                    with gr.Row():
-                        vocab = gr.Slider(
-                            64, LIMITS.max_vocab_size, value=1000, step=1, label="Vocabulary size", elem_id="tok-vocab"
-                        )
-                        model_type = gr.Dropdown(
-                            list(tk.MODEL_TYPES),
-                            value="bpe",
-                            label="Model type",
-                            elem_id="tok-model-type",
-                        )
-                    settings = gr.Radio(
-                        list(SETTINGS),
-                        value=next(iter(SETTINGS)),
-                        label="Settings",
-                        info="The course's coverage leaves rare characters (some digits, ! ? #, capitals) to byte "
-                        "fallback; full coverage gives every printable ASCII character a piece. Train one, then pick "
-                        "it beside 'bundled' above to compare.",
-                        elem_id="tok-settings",
-                    )
-                    train_btn = gr.Button("Train", elem_id="tok-train")
-                    status = gr.Markdown(elem_id="tok-train-status")
-                    download = gr.File(label="Your tokenizer (.model)", interactive=False, elem_id="tok-download")
+                (source, corpus_name, train_text, vocab, model_type, settings, train_btn, status,
+                 download) = _train_box()  # fmt: skip
                 share.register(ctx, "tokenize", {"text": text, "tokenizer": choice, "compare": compare})
                 start_tab.next_step(ctx, "tokenize")  # the path through the tabs
         inputs = [text, choice, compare, ctx.session]

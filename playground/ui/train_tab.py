@@ -19,6 +19,7 @@ import time
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
 import gradio as gr
 import pandas as pd
@@ -34,11 +35,21 @@ MY_TEXT = "my text (paste or upload)"
 SOURCES = [*corpus.corpus_names(), MY_TEXT]
 # Model shapes offered as presets: what each knob is set to. "tiny" learns visibly in a minute on a CPU;
 # "course" is the course's 19.8M-parameter model (notes sections 19-21), meant for a GPU.
-PRESETS = {
-    "tiny": {"n_layer": 2, "n_head": 4, "n_embd": 128, "context": 32, "lr": 5e-3, "batch": 32, "steps": 300},
-    "course (GPU)": {"n_layer": 7, "n_head": 7, "n_embd": 384, "context": 512, "lr": 3e-4, "batch": 4, "steps": 5000},
-}
 MODEL_PRESET = {"tiny": "tiny", "course (GPU)": "course"}  # -> the model module's own preset name
+
+
+def _ui_preset(name: str, steps: int | None = None) -> dict:
+    """The knobs of a preset, read from the GPT preset and its training recipe (`train.RECIPES`): one source for
+    the numbers the tab shows and the command line uses. `steps` replaces the recipe's schedule length where a
+    burst-by-burst tab wants a shorter one (the course's recipe is 100,000 steps)."""
+    cfg = train.model_config("gpt", name, 4096)  # the preset's shape with the recipe's tweaks
+    recipe = train.RECIPES[name]["train"]
+    return {"n_layer": cfg.n_layer, "n_head": cfg.n_head, "n_embd": cfg.n_embd, "context": cfg.context_length,
+            "lr": recipe["lr"], "batch": recipe["batch_size"], "steps": steps or recipe["steps"],
+            "warmup": recipe["warmup_steps"]}  # fmt: skip
+
+
+PRESETS = {"tiny": _ui_preset("tiny"), "course (GPU)": _ui_preset("course", steps=5000)}
 UI_EVERY = 0.5  # seconds between screen updates while a burst runs (each update redraws two plots)
 EVAL_INTERVAL, EVAL_ITERS = 25, 2  # a point on the validation curve every 25 steps, cheap enough for a CPU
 MAX_MAP_TOKENS = 32  # attention maps of at most this many prompt tokens (beyond, cells get too small to read)
@@ -260,7 +271,7 @@ def lr_frame(run: Run | None, cfg: train.TrainConfig | None = None) -> pd.DataFr
 
 def _default_config() -> train.TrainConfig:
     tiny = PRESETS["tiny"]
-    return train.TrainConfig(steps=tiny["steps"], lr=tiny["lr"], warmup_steps=20)
+    return train.TrainConfig(steps=tiny["steps"], lr=tiny["lr"], warmup_steps=tiny["warmup"])
 
 
 def _frame(rows: list[tuple], y: str) -> pd.DataFrame:
@@ -644,7 +655,7 @@ def param_info(arch, preset, n_layer, n_head, n_embd, context) -> str:
 
 def apply_preset(preset):
     p = PRESETS.get(preset, PRESETS["tiny"])
-    return p["n_layer"], p["n_head"], p["n_embd"], p["context"], p["lr"], p["batch"], p["steps"]
+    return p["n_layer"], p["n_head"], p["n_embd"], p["context"], p["lr"], p["batch"], p["steps"], p["warmup"]
 
 
 @common.friendly
@@ -689,161 +700,157 @@ def _fair_bursts(start_btn: gr.Button, cont_btn: gr.Button, inputs: list, outs: 
     return start_ev, cont_ev
 
 
+def _data_panel(w: SimpleNamespace) -> None:
+    with gr.Accordion("Data", open=True):
+        w.source = gr.Dropdown(
+            SOURCES,
+            value="austen",
+            label="Training text",
+            elem_id="train-source",
+            info="; ".join(f"{k}: {v}" for k, v in corpus.DESCRIPTIONS.items()),
+        )
+        with gr.Row():
+            w.text = gr.Textbox(
+                label="Your text (used when 'my text' is chosen)", lines=3, max_lines=8, elem_id="train-text"
+            )
+            w.file = gr.File(label="or upload a .txt", file_types=[".txt"], type="filepath", elem_id="train-file")
+
+
+def _model_panel(w: SimpleNamespace, tiny: dict) -> None:
+    with gr.Accordion("Model", open=True):
+        with gr.Row():
+            w.arch = gr.Radio(["gpt", "llama"], value="gpt", label="Architecture", elem_id="train-arch")
+            w.preset = gr.Radio(list(PRESETS), value="tiny", label="Preset", elem_id="train-preset")
+        with gr.Row(elem_classes=["pg-advanced"]):
+            w.n_layer = gr.Number(tiny["n_layer"], label="Layers", precision=0, minimum=1, maximum=12)
+            w.n_head = gr.Number(tiny["n_head"], label="Heads", precision=0, minimum=1, maximum=16)
+            w.n_embd = gr.Number(tiny["n_embd"], label="Width", precision=0, minimum=16, maximum=768)
+            w.context = gr.Number(tiny["context"], label="Context", precision=0, minimum=8, maximum=1024)
+        w.params = gr.HTML(
+            param_info("gpt", "tiny", tiny["n_layer"], tiny["n_head"], tiny["n_embd"], tiny["context"]),
+            elem_id="train-params",
+        )
+
+
+def _training_panel(w: SimpleNamespace, tiny: dict) -> None:
+    with gr.Accordion("Training", open=True):
+        with gr.Row():  # instructor mode keeps the learning rate and total steps (lesson steps 2 and 4)
+            w.lr = gr.Number(tiny["lr"], label="Peak learning rate", minimum=1e-6, maximum=1.0, elem_id="train-lr")
+            w.batch = gr.Number(
+                tiny["batch"], label="Batch size", precision=0, minimum=1, maximum=128, elem_classes=["pg-advanced"]
+            )
+            w.total = gr.Number(
+                tiny["steps"], label="Total steps (schedule)", precision=0, minimum=1, elem_id="train-total"
+            )
+            w.warmup = gr.Number(
+                tiny["warmup"], label="Warmup steps", precision=0, minimum=0, elem_classes=["pg-advanced"]
+            )
+        with gr.Row():
+            w.mode = gr.Radio(["steps", "seconds"], value="steps", label="Burst by", elem_id="train-mode")
+            w.amount = gr.Number(100, label="Burst length", minimum=1, elem_id="train-amount")
+            w.prompt = gr.Textbox(DEFAULT_PROMPT, label="Sample prompt", elem_id="train-prompt")
+
+
+def _plots(w: SimpleNamespace) -> None:
+    common_args = dict(x="step", color="series", x_axis_format="d", height=260, buttons=["export", "fullscreen"])
+    with gr.Row():
+        w.loss_plot = gr.LinePlot(
+            loss_frame(None),
+            y="loss",
+            color_map=LOSS_COLOURS,
+            colors_in_legend=list(LOSS_COLOURS),
+            y_axis_format=".1f",
+            y_lim=[0, None],
+            label="Loss (nats/token)",
+            scale=3,  # wider than the LR plot: its legend has four entries
+            elem_id="train-loss-plot",
+            **common_args,
+        )
+        w.lr_plot = gr.LinePlot(
+            lr_frame(None),
+            y="lr",
+            color_map=LR_COLOURS,
+            colors_in_legend=list(LR_COLOURS),
+            y_axis_format="~g",
+            label="Learning rate",
+            scale=2,
+            elem_id="train-lr-plot",
+            **common_args,
+        )
+
+
+def _results_panel(w: SimpleNamespace) -> None:
+    with gr.Row():
+        w.start_btn = gr.Button("Start (fresh model)", variant="primary", elem_id="train-start")
+        w.cont_btn = gr.Button("Continue", elem_id="train-continue")
+        w.stop_btn = gr.Button("Stop", variant="stop", elem_id="train-stop")
+        w.reset_btn = gr.Button("Reset", elem_id="train-reset")
+    w.status = gr.HTML(status_html(None), elem_id="train-status")
+    _plots(w)
+    w.sample = gr.Textbox(
+        label="Sample after the last evaluation (temperature 0.8, top-k 40, fixed seed)",
+        lines=3,
+        interactive=False,
+        elem_id="train-sample",
+    )
+    with gr.Accordion("Attention maps (into the AI matrix)", open=True):
+        with gr.Row():
+            w.attn_prompt = gr.Textbox(ATTN_PROMPT, label="Prompt", scale=3, elem_id="train-attn-prompt")
+            w.layer = gr.Number(2, label="Layer shown first", precision=0, minimum=1, scale=1)
+            w.attn_btn = gr.Button("Redraw", scale=1, elem_id="train-attn-redraw")
+        w.grid = gr.HTML(elem_id="train-attention")  # interactive maps (attention_view.py)
+        w.labelled = gr.HTML(elem_id="train-attention-reading")
+    with gr.Row():
+        w.dl_btn = gr.Button(
+            "Download the model (.zip: safetensors + config + tokenizer)", elem_id="train-download-btn"
+        )
+        w.dl_file = gr.File(label="Your model", interactive=False, elem_id="train-download")
+
+
+# The inputs of Start and Continue, in the order of their handlers' arguments (after the session).
+KNOB_NAMES = ("source", "text", "file", "arch", "preset", "n_layer", "n_head", "n_embd", "context", "lr", "batch",
+              "total", "warmup", "mode", "amount", "prompt", "attn_prompt", "layer")  # fmt: skip
+
+
+def _wire(ctx: common.TabContext, w: SimpleNamespace) -> None:
+    knobs = [getattr(w, name) for name in KNOB_NAMES]
+    outs = [w.status, w.loss_plot, w.lr_plot, w.sample, w.grid, w.labelled, ctx.session]
+    start_ev, cont_ev = _fair_bursts(w.start_btn, w.cont_btn, [ctx.session, *knobs], outs)
+    bursts = [start_ev, cont_ev]
+    w.stop_btn.click(stopped, [ctx.session], [w.status], cancels=bursts, api_name="train_stop", **common.LIGHT)
+    w.reset_btn.click(reset, [ctx.session], outs, cancels=bursts, api_name="train_reset", **common.LIGHT)
+    shape_in = [w.arch, w.preset, w.n_layer, w.n_head, w.n_embd, w.context]
+    for knob in (w.arch, w.n_layer, w.n_head, w.n_embd, w.context):
+        knob.change(param_info, shape_in, [w.params], api_name=False, **common.LIGHT)
+    preset_out = [w.n_layer, w.n_head, w.n_embd, w.context, w.lr, w.batch, w.total, w.warmup]
+    w.preset.change(apply_preset, [w.preset], preset_out, api_name="train_preset", **common.LIGHT).then(
+        param_info, shape_in, [w.params], api_name="train_params", **common.LIGHT
+    )
+    w.attn_btn.click(
+        attention, [ctx.session, w.attn_prompt, w.layer], [w.grid, w.labelled], api_name="train_attention",
+        **common.LIGHT,
+    )  # fmt: skip
+    w.dl_btn.click(download, [ctx.session], [w.dl_file], api_name="train_download", **common.LIGHT)
+
+
 def build(ctx: common.TabContext) -> None:
-    tiny = PRESETS["tiny"]
+    tiny, w = PRESETS["tiny"], SimpleNamespace()
     start_preparing()  # the first Start of a fresh server should not wait for the corpus encoding
     with gr.Tab("3 Train", id="train", elem_id="tab-train"):
         with gr.Row():
             with gr.Column(scale=2, min_width=320):
                 common.lesson("train")
             with gr.Column(scale=3, min_width=340):
-                with gr.Accordion("Data", open=True):
-                    source = gr.Dropdown(
-                        SOURCES,
-                        value="austen",
-                        label="Training text",
-                        elem_id="train-source",
-                        info="; ".join(f"{k}: {v}" for k, v in corpus.DESCRIPTIONS.items()),
-                    )
-                    with gr.Row():
-                        text = gr.Textbox(
-                            label="Your text (used when 'my text' is chosen)",
-                            lines=3,
-                            max_lines=8,
-                            elem_id="train-text",
-                        )
-                        file = gr.File(
-                            label="or upload a .txt", file_types=[".txt"], type="filepath", elem_id="train-file"
-                        )
-                with gr.Accordion("Model", open=True):
-                    with gr.Row():
-                        arch = gr.Radio(["gpt", "llama"], value="gpt", label="Architecture", elem_id="train-arch")
-                        preset = gr.Radio(list(PRESETS), value="tiny", label="Preset", elem_id="train-preset")
-                    with gr.Row(elem_classes=["pg-advanced"]):
-                        n_layer = gr.Number(tiny["n_layer"], label="Layers", precision=0, minimum=1, maximum=12)
-                        n_head = gr.Number(tiny["n_head"], label="Heads", precision=0, minimum=1, maximum=16)
-                        n_embd = gr.Number(tiny["n_embd"], label="Width", precision=0, minimum=16, maximum=768)
-                        context = gr.Number(tiny["context"], label="Context", precision=0, minimum=8, maximum=1024)
-                    params = gr.HTML(
-                        param_info("gpt", "tiny", tiny["n_layer"], tiny["n_head"], tiny["n_embd"], tiny["context"]),
-                        elem_id="train-params",
-                    )
-                with gr.Accordion("Training", open=True):
-                    with gr.Row():  # instructor mode keeps the learning rate and total steps (lesson steps 2 and 4)
-                        lr = gr.Number(tiny["lr"], label="Peak learning rate", minimum=1e-6, maximum=1.0,
-                                       elem_id="train-lr")
-                        batch = gr.Number(tiny["batch"], label="Batch size", precision=0, minimum=1, maximum=128,
-                                          elem_classes=["pg-advanced"])
-                        total = gr.Number(tiny["steps"], label="Total steps (schedule)", precision=0, minimum=1,
-                                          elem_id="train-total")
-                        warmup = gr.Number(20, label="Warmup steps", precision=0, minimum=0,
-                                           elem_classes=["pg-advanced"])
-                    with gr.Row():
-                        mode = gr.Radio(["steps", "seconds"], value="steps", label="Burst by", elem_id="train-mode")
-                        amount = gr.Number(100, label="Burst length", minimum=1, elem_id="train-amount")
-                        prompt = gr.Textbox(DEFAULT_PROMPT, label="Sample prompt", elem_id="train-prompt")
-                with gr.Row():
-                    start_btn = gr.Button("Start (fresh model)", variant="primary", elem_id="train-start")
-                    cont_btn = gr.Button("Continue", elem_id="train-continue")
-                    stop_btn = gr.Button("Stop", variant="stop", elem_id="train-stop")
-                    reset_btn = gr.Button("Reset", elem_id="train-reset")
-                status = gr.HTML(status_html(None), elem_id="train-status")
-                with gr.Row():
-                    loss_plot = gr.LinePlot(
-                        loss_frame(None),
-                        x="step",
-                        y="loss",
-                        color="series",
-                        color_map=LOSS_COLOURS,
-                        colors_in_legend=list(LOSS_COLOURS),
-                        x_axis_format="d",
-                        y_axis_format=".1f",
-                        y_lim=[0, None],
-                        label="Loss (nats/token)",
-                        height=260,
-                        scale=3,  # wider than the LR plot: its legend has four entries
-                        buttons=["export", "fullscreen"],
-                        elem_id="train-loss-plot",
-                    )
-                    lr_plot = gr.LinePlot(
-                        lr_frame(None),
-                        x="step",
-                        y="lr",
-                        color="series",
-                        color_map=LR_COLOURS,
-                        colors_in_legend=list(LR_COLOURS),
-                        x_axis_format="d",
-                        y_axis_format="~g",
-                        label="Learning rate",
-                        height=260,
-                        scale=2,
-                        buttons=["export", "fullscreen"],
-                        elem_id="train-lr-plot",
-                    )
-                sample = gr.Textbox(
-                    label="Sample after the last evaluation (temperature 0.8, top-k 40, fixed seed)",
-                    lines=3,
-                    interactive=False,
-                    elem_id="train-sample",
-                )
-                with gr.Accordion("Attention maps (into the AI matrix)", open=True):
-                    with gr.Row():
-                        attn_prompt = gr.Textbox(ATTN_PROMPT, label="Prompt", scale=3, elem_id="train-attn-prompt")
-                        layer = gr.Number(2, label="Layer shown first", precision=0, minimum=1, scale=1)
-                        attn_btn = gr.Button("Redraw", scale=1, elem_id="train-attn-redraw")
-                    grid = gr.HTML(elem_id="train-attention")  # interactive maps (attention_view.py)
-                    labelled = gr.HTML(elem_id="train-attention-reading")
-                with gr.Row():
-                    dl_btn = gr.Button(
-                        "Download the model (.zip: safetensors + config + tokenizer)", elem_id="train-download-btn"
-                    )
-                    dl_file = gr.File(label="Your model", interactive=False, elem_id="train-download")
+                _data_panel(w)
+                _model_panel(w, tiny)
+                _training_panel(w, tiny)
+                _results_panel(w)
                 # the preset's own numbers (layers, width, lr, ...) follow from `preset`: a link carries the choices
                 share.register(
                     ctx,
                     "train",
-                    {"source": source, "arch": arch, "preset": preset, "mode": mode, "amount": amount,
-                     "prompt": prompt},
-                )
+                    {"source": w.source, "arch": w.arch, "preset": w.preset, "mode": w.mode, "amount": w.amount,
+                     "prompt": w.prompt},
+                )  # fmt: skip
                 start_tab.next_step(ctx, "train")  # the path through the tabs
-
-        knobs = [
-            source,
-            text,
-            file,
-            arch,
-            preset,
-            n_layer,
-            n_head,
-            n_embd,
-            context,
-            lr,
-            batch,
-            total,
-            warmup,
-            mode,
-            amount,
-            prompt,
-            attn_prompt,
-            layer,
-        ]
-        outs = [status, loss_plot, lr_plot, sample, grid, labelled, ctx.session]
-        start_ev, cont_ev = _fair_bursts(start_btn, cont_btn, [ctx.session, *knobs], outs)
-        stop_btn.click(
-            stopped, [ctx.session], [status], cancels=[start_ev, cont_ev], api_name="train_stop", **common.LIGHT
-        )
-        reset_btn.click(reset, [ctx.session], outs, cancels=[start_ev, cont_ev], api_name="train_reset", **common.LIGHT)
-        shape_in = [arch, preset, n_layer, n_head, n_embd, context]
-        for knob in (arch, n_layer, n_head, n_embd, context):
-            knob.change(param_info, shape_in, [params], api_name=False, **common.LIGHT)
-        preset.change(
-            apply_preset,
-            [preset],
-            [n_layer, n_head, n_embd, context, lr, batch, total],
-            api_name="train_preset",
-            **common.LIGHT,
-        ).then(param_info, shape_in, [params], api_name="train_params", **common.LIGHT)
-        attn_btn.click(
-            attention, [ctx.session, attn_prompt, layer], [grid, labelled], api_name="train_attention", **common.LIGHT
-        )
-        dl_btn.click(download, [ctx.session], [dl_file], api_name="train_download", **common.LIGHT)
+        _wire(ctx, w)

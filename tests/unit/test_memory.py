@@ -27,7 +27,10 @@ MB = 2**20
     ],
 )
 def test_the_estimate_bounds_a_measured_step(arch, preset, shape, batch):
-    measured = memory.measure_train_step(arch, preset, 4096, shape, batch)
+    # the smaller of two fresh-process measurements: what the step needs; allocator and page-cache noise on a
+    # loaded machine only ever adds to one reading (a run on a busy CI machine once read 626 MB for a 419 MB step)
+    runs = [memory.measure_train_step(arch, preset, 4096, shape, batch) for _ in range(2)]
+    measured = min(runs, key=lambda m: m["peak"] - m["before"])
     added = measured["peak"] - measured["before"]  # activations and the step's temporaries
     est = memory.train_step_bytes(train.model_config(arch, preset, 4096, **shape), batch, shape["context"])
     assert added > 100 * MB, measured  # a real measurement, well above the noise

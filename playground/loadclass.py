@@ -26,7 +26,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from playground import loadtest
+from playground import loadtest, server
 
 PHRASE = "The quick brown fox, naïve and 🦊, jumps over 東京 at 09:30 and says: tokenization isn't magic!"
 AUSTEN = "It is a truth universally acknowledged, that a single man in possession of a good fortune, must be in want"
@@ -225,11 +225,7 @@ def run(learners: int, seconds: float, ttl: int, think: float = 1.0) -> dict:
         stop.set()
         rss_end = loadtest.rss_mb(proc.pid)
         cpu, wall, load1 = _cpu_seconds(proc.pid) - cpu0, time.time() - t0, os.getloadavg()[0]
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except Exception:  # noqa: BLE001 - killed below
-            proc.kill()
+        server.stop_server(proc)
     out = results.summary()
     out["learners"], out["seconds"], out["ttl"] = learners, seconds, ttl
     out["learners_who_trained"] = sum(lr.steps > 0 for lr in crowd)

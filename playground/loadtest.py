@@ -17,24 +17,19 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import re
-import socket
 import statistics
-import subprocess
-import sys
 import threading
 import time
-import urllib.request
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from playground import server
+
 log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parent.parent
-OFFLINE = {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1",
-           "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}  # fmt: skip
 WORDS = "apple river stone cloud maple violet copper harbor lantern meadow".split()
 TRAIN = ["my text (paste or upload)", "", None, "gpt", "tiny", 1, 2, 16, 16, 5e-3, 4, 10_000, 2, "steps", 1,
          "It is", "Emma was", 1]  # fmt: skip
@@ -90,30 +85,13 @@ class Results:
 
 
 # ----------------------------------------------------------------------------------------------- server
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start_server(env_extra: dict, timeout: float = 120.0):
-    """`python app.py` on a free loopback port; (process, url) once it answers."""
-    port = free_port()
-    env = {**os.environ, **OFFLINE, "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port), **env_extra}
-    logf = open(ROOT / "test-artifacts" / f"loadtest-server-{port}.log", "w") if (ROOT / "test-artifacts").is_dir() \
-        else subprocess.DEVNULL  # fmt: skip
-    proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=logf, stderr=subprocess.STDOUT)
-    url, deadline = f"http://127.0.0.1:{port}/", time.time() + timeout
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the app exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return proc, url
-        except OSError:
-            time.sleep(0.3)
-    proc.kill()
-    raise RuntimeError(f"the app did not answer on {url} within {timeout} s")
+    """`python app.py` on a free loopback port (playground.server); (process, url) once it answers. Its output
+    goes to test-artifacts/ when that folder exists."""
+    artifacts = ROOT / "test-artifacts"
+    log_file = artifacts / f"loadtest-server-{time.time_ns()}.log" if artifacts.is_dir() else None
+    proc, url, _ = server.start_server(["app.py"], env_extra, timeout, log=log_file)
+    return proc, url
 
 
 def rss_mb(pid: int) -> float:
@@ -237,11 +215,7 @@ def run(cfg: LoadConfig) -> dict:
         log.info("round after expiry: peak RSS %.0f MB", results.round_peaks_mb[-1])
     finally:
         stop.set()
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        server.stop_server(proc)
     return results.summary()
 
 

@@ -266,8 +266,8 @@ def train(source: str, corpus_name: str, text: str, vocab_size, model_type: str,
     session["tokenizers"] = mine
     path = _download_file(name, tok.to_bytes())
     status = (
-        f"Trained **{name}** ({settings}, {tok.vocab_size:,} pieces) on {where} in {seconds:.1f} s.{fitted} It is "
-        f"now in the tokenizer lists above (this session only); download its `.model` file below."
+        f"Trained **{name}** ({tok.vocab_size:,} pieces) with the {settings} on {where} in {seconds:.1f} s.{fitted} "
+        "It is now in the tokenizer lists above (this session only); download its `.model` file below."
     )
     pick = gr.Dropdown(choices=choices(session), value=name)
     other = gr.Dropdown(choices=[NONE, *choices(session)])

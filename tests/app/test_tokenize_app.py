@@ -61,14 +61,14 @@ def test_train_then_use_the_trained_tokenizer(fresh):
 def test_lesson_step_4_vocabulary_300_trains_and_says_how(fresh):
     """Tokenize lesson, step 4: bpe with vocabulary 300 on austen trains a 300-piece tokenizer; the status says
     that coverage 0.995 needs more pieces, and which coverage was used instead."""
-    from playground import corpus
+    from playground import corpus, sp_proto
     from playground import tokenizer as tk
 
     status, path, choice, _ = fresh.predict(tt.CORPUS, "austen", "", 300, "bpe", api_name="/train_tokenizer")
     least = int(re.search(r"needs at least (\d+) pieces", status).group(1))
     assert "(300 pieces)" in status and f"coverage {tt.FIT_COVERAGE}" in status and least > 300
     tok = tk.SentencePieceTokenizer(open(path, "rb").read())
-    assert tok.vocab_size == 300 and tk.trainer_settings(tok.to_bytes())["vocab_size"] == 300
+    assert tok.vocab_size == 300 and sp_proto.trainer_settings(tok.to_bytes())["vocab_size"] == 300
     with pytest.raises(ValueError, match=rf"needs at least {least} pieces"):  # the number is SentencePiece's own
         tk.train_tokenizer(corpus.sample_corpus("austen", tt.TRAIN_CHARS), 300)
     stats, *_ = fresh.predict("It is a truth universally acknowledged", choice["value"] if isinstance(choice, dict)

@@ -27,10 +27,12 @@ run: venv
 
 test: dev-deps browser
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 	$(PY) -m pytest -q
 
 lint: dev-deps
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 
 bench: venv
 	$(PY) -m playground bench --device cpu --quick

@@ -128,10 +128,21 @@ list(train.train_steps(model, data, cfg, state, max_steps=1))  # gradients and A
 def rss():
     with open('/proc/self/statm') as f:
         return int(f.read().split()[1]) * resource.getpagesize()
+def high_water():  # the peak resident size since the last reset (VmHWM)
+    with open('/proc/self/status') as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith('VmHWM'))
 before = rss()
+try:  # reset the high-water mark (Linux): the peak is then the step's, not an earlier one's (imports, the warm-up)
+    with open('/proc/self/clear_refs', 'w') as f:
+        f.write('5')
+except OSError:
+    pass
 cfg.batch_size = batch
 list(train.train_steps(model, data, cfg, state, max_steps=1))
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+try:
+    peak = high_water()
+except (OSError, StopIteration):
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 print(json.dumps({"before": before, "peak": peak}))
 """
 

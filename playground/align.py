@@ -30,24 +30,35 @@ def prepare_data(source: str, tokenizer, cfg: ORPOConfig):
 
     pairs = data.load_preferences(source, seed=cfg.seed)
     kept = data.filter_by_prompt_length(pairs, tokenizer, cfg.prompt_max_tokens)
-    log.info("preference pairs: %d loaded, %d with prompts under %d tokens", len(pairs), len(kept),
-             cfg.prompt_max_tokens)
+    log.info(
+        "preference pairs: %d loaded, %d with prompts under %d tokens", len(pairs), len(kept), cfg.prompt_max_tokens
+    )
     if len(kept) < 2:
-        raise ValueError(f"only {len(kept)} of {len(pairs)} pairs have prompts under {cfg.prompt_max_tokens} tokens: "
-                         "raise --prompt-max-tokens (and --max-len) or use shorter prompts")
+        raise ValueError(
+            f"only {len(kept)} of {len(pairs)} pairs have prompts under {cfg.prompt_max_tokens} tokens: "
+            "raise --prompt-max-tokens (and --max-len) or use shorter prompts"
+        )
     train_rows, val_rows = data.split_preferences(kept, cfg.val_fraction, seed=cfg.seed)
-    return data.tokenize_preferences(train_rows, tokenizer, cfg.max_len), \
-        data.tokenize_preferences(val_rows, tokenizer, cfg.max_len)
+    return data.tokenize_preferences(train_rows, tokenizer, cfg.max_len), data.tokenize_preferences(
+        val_rows, tokenizer, cfg.max_len
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     d = ORPOConfig()
-    p = argparse.ArgumentParser(prog="python -m playground align", description=(
-        "Align a checkpoint with ORPO on preference pairs (L = NLL(chosen) + lam * L_OR). Writes a checkpoint, "
-        "train_log.json and a model card to --out."))
+    p = argparse.ArgumentParser(
+        prog="python -m playground align",
+        description=(
+            "Align a checkpoint with ORPO on preference pairs (L = NLL(chosen) + lam * L_OR). Writes a checkpoint, "
+            "train_log.json and a model card to --out."
+        ),
+    )
     p.add_argument("--base", required=True, help="checkpoint to align: bundled name, folder, or Hub id")
-    p.add_argument("--data", default="chatterbot,choices",
-                   help="preference data: bundled names (chatterbot, bigbench), .jsonl files, Hub ids; comma-separated")
+    p.add_argument(
+        "--data",
+        default="chatterbot,choices",
+        help="preference data: bundled names (chatterbot, bigbench), .jsonl files, Hub ids; comma-separated",
+    )
     p.add_argument("--out", required=True, help="folder for the aligned checkpoint")
     p.add_argument("--steps", type=int, default=d.steps, help="optimizer steps")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="pairs per step")
@@ -73,11 +84,24 @@ def cli(argv: list[str] | None = None) -> int:
     from playground import device as devices
 
     args = build_parser().parse_args(argv)
-    cfg = ORPOConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, min_lr=args.min_lr,
-                     warmup_steps=args.warmup, lam=args.lam, grad_clip=args.grad_clip, weight_decay=args.weight_decay,
-                     max_len=args.max_len, prompt_max_tokens=args.prompt_max_tokens, eval_interval=args.eval_interval,
-                     eval_pairs=args.eval_pairs, val_fraction=args.val_fraction, seed=args.seed, dtype=args.dtype,
-                     device=args.device)
+    cfg = ORPOConfig(
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        min_lr=args.min_lr,
+        warmup_steps=args.warmup,
+        lam=args.lam,
+        grad_clip=args.grad_clip,
+        weight_decay=args.weight_decay,
+        max_len=args.max_len,
+        prompt_max_tokens=args.prompt_max_tokens,
+        eval_interval=args.eval_interval,
+        eval_pairs=args.eval_pairs,
+        val_fraction=args.val_fraction,
+        seed=args.seed,
+        dtype=args.dtype,
+        device=args.device,
+    )
     dev = devices.pick_device(None if cfg.device == "auto" else cfg.device)
     group = distributed.setup(dev)  # under torchrun: cuda:LOCAL_RANK with NCCL, or the CPU with gloo
     try:
@@ -105,11 +129,22 @@ def _align(args, cfg: ORPOConfig, group) -> int:
     distributed.check_divisible(cfg.batch_size, group.world_size)  # --batch-size is the global batch
     with distributed.main_first():
         train_rows, val_rows = prepare_data(args.data, tokenizer, cfg)
-    log.info("ORPO on %s: %d train / %d held-out pairs, %d steps of %d pairs, device %s, dtype %s", args.base,
-             len(train_rows), len(val_rows), cfg.steps, cfg.batch_size, devices.describe(dev), cfg.dtype)
+    log.info(
+        "ORPO on %s: %d train / %d held-out pairs, %d steps of %d pairs, device %s, dtype %s",
+        args.base,
+        len(train_rows),
+        len(val_rows),
+        cfg.steps,
+        cfg.batch_size,
+        devices.describe(dev),
+        cfg.dtype,
+    )
     out = Path(args.out)
-    before = (evaluate_pairs(model, val_rows, tokenizer.pad_id, cfg.lam, cfg.batch_size, cfg.eval_pairs, cfg.dtype)
-              if main else {})
+    before = (
+        evaluate_pairs(model, val_rows, tokenizer.pad_id, cfg.lam, cfg.batch_size, cfg.eval_pairs, cfg.dtype)
+        if main
+        else {}
+    )
     log.info("before: %s", _fmt(before))
     records = []
     steps = orpo_train(distributed.wrap(model, group), train_rows, val_rows, cfg, tokenizer.pad_id)
@@ -126,8 +161,12 @@ def _align(args, cfg: ORPOConfig, group) -> int:
     _save(checkpoints, bundle, out, args, cfg, before, records)
     prompts = list({_prompt_text(p): p for p in val_rows["prompt"]}.values())[:16]  # distinct held-out prompts
     samples = sample_answers(model, tokenizer, prompts)
-    log.info("held-out prompts answered and stopped (eos) within %d tokens: %d / %d", SAMPLE_TOKENS,
-             sum(s["stopped"] for s in samples), len(samples))
+    log.info(
+        "held-out prompts answered and stopped (eos) within %d tokens: %d / %d",
+        SAMPLE_TOKENS,
+        sum(s["stopped"] for s in samples),
+        len(samples),
+    )
     write_model_card(out, args, cfg, before, records, samples)
     log.info("saved the aligned model to %s", out)
     return 0
@@ -159,10 +198,13 @@ def sample_answers(model: nn.Module, tokenizer, prompts: list, max_new_tokens: i
 def write_model_card(out: Path, args, cfg: ORPOConfig, before: dict, records: list[dict], samples: list[dict]) -> Path:
     """README.md beside the weights: what was aligned on what, how, the held-out figures and a few answers."""
     after = next((r["val"] for r in reversed(records) if r.get("val")), {})
-    rows = "\n".join(f"| {k} | {before.get(k, float('nan')):.4f} | {after.get(k, float('nan')):.4f} |"
-                     for k in ("loss", "nll", "or_loss", "log_odds_ratio", "chosen_logp", "rejected_logp", "accuracy"))
-    answers = "\n".join(f"- **{s['prompt']}** -> {s['answer'].strip()!r}{'' if s['stopped'] else ' (no eos)'}"
-                        for s in samples)
+    rows = "\n".join(
+        f"| {k} | {before.get(k, float('nan')):.4f} | {after.get(k, float('nan')):.4f} |"
+        for k in ("loss", "nll", "or_loss", "log_odds_ratio", "chosen_logp", "rejected_logp", "accuracy")
+    )
+    answers = "\n".join(
+        f"- **{s['prompt']}** -> {s['answer'].strip()!r}{'' if s['stopped'] else ' (no eos)'}" for s in samples
+    )
     text = f"""# {out.name}: {args.base} aligned with ORPO
 
 ORPO (Hong, Lee & Thorne, EMNLP 2024): L = NLL(chosen reply) + lambda * L_OR, L_OR = -log sigmoid(log odds ratio),
@@ -200,12 +242,27 @@ def _fmt(m: dict) -> str:
 
 def _save(checkpoints, bundle, out: Path, args, cfg: ORPOConfig, before: dict, records: list[dict]) -> None:
     after = next((r["val"] for r in reversed(records) if r.get("val")), None)
-    info = {**dict(bundle.info or {}), "source": str(out), "base": args.base, "alignment": "ORPO",
-            "orpo": cfg.to_dict(), "data": args.data, "steps_done": len(records), "val_before": before,
-            "val_after": after}
+    info = {
+        **dict(bundle.info or {}),
+        "source": str(out),
+        "base": args.base,
+        "alignment": "ORPO",
+        "orpo": cfg.to_dict(),
+        "data": args.data,
+        "steps_done": len(records),
+        "val_before": before,
+        "val_after": after,
+    }
     checkpoints.save(checkpoints.Bundle(bundle.model, bundle.tokenizer, info), out)
-    log_doc = {"command": "python -m playground align " + " ".join(_argv_of(args)), "config": cfg.to_dict(),
-               "base": args.base, "data": args.data, "val_before": before, "val_after": after, "records": records}
+    log_doc = {
+        "command": "python -m playground align " + " ".join(_argv_of(args)),
+        "config": cfg.to_dict(),
+        "base": args.base,
+        "data": args.data,
+        "val_before": before,
+        "val_after": after,
+        "records": records,
+    }
     (out / "train_log.json").write_text(json.dumps(log_doc, indent=1) + "\n", encoding="utf-8")
 
 

@@ -725,6 +725,8 @@ with gr.Blocks() as demo:
     gr.Button().click(lambda s: s, t, o, api_name="echo")
 demo.launch()
 """
+
+
 def _median_call(fn: Callable[[], object], n: int) -> float:
     fn()  # the first call warms the session (and loads a model into the app's cache)
     times = []

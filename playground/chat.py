@@ -28,8 +28,11 @@ def as_messages(prompt: str | list[dict]) -> list[dict]:
         if not prompt.strip():
             raise ValueError("The prompt is empty: write a question or instruction first.")
         return [{"role": "user", "content": prompt}]
-    if isinstance(prompt, list) and prompt and all(isinstance(m, dict) and {"role", "content"} <= set(m)
-                                                   for m in prompt):
+    if (
+        isinstance(prompt, list)
+        and prompt
+        and all(isinstance(m, dict) and {"role", "content"} <= set(m) for m in prompt)
+    ):
         return [{"role": m["role"], "content": m["content"]} for m in prompt]
     raise ValueError(f"A prompt is a string or a non-empty list of role/content messages, got {prompt!r:.200}")
 
@@ -56,11 +59,11 @@ def reply_ids(tokenizer, prompt: str | list[dict], reply: str, head: list[int] |
     head = prompt_ids(tokenizer, messages) if head is None else head
     whole = list(tokenizer.apply_chat_template(messages + [{"role": "assistant", "content": reply}]))
     if whole[: len(head)] == head and len(whole) > len(head):
-        return whole[len(head):]
+        return whole[len(head) :]
     head_text = tokenizer.render_chat(messages, add_generation_prompt=True)
     whole_text = tokenizer.render_chat(messages + [{"role": "assistant", "content": reply}])
     if whole_text.startswith(head_text):
-        return list(tokenizer.encode_structured(whole_text[len(head_text):]))
+        return list(tokenizer.encode_structured(whole_text[len(head_text) :]))
     return list(tokenizer.encode(reply)) + ([tokenizer.eos_id] if tokenizer.eos_id is not None else [])
 
 
@@ -110,8 +113,9 @@ def encode_example(tokenizer, prompt: str | list[dict], chosen: str, rejected: s
     return EncodedExample(len(head), chosen_ids, chosen_labels, rejected_ids, rejected_labels, truncated)
 
 
-def collate(examples: Sequence[EncodedExample | dict], pad_id: int, device: torch.device | str = "cpu"
-            ) -> tuple[torch.Tensor, torch.Tensor]:
+def collate(
+    examples: Sequence[EncodedExample | dict], pad_id: int, device: torch.device | str = "cpu"
+) -> tuple[torch.Tensor, torch.Tensor]:
     """B pairs -> input_ids (2B, T) and labels (2B, T): the B chosen rows first, then the B rejected rows.
 
     Rows are right-padded to the longest (pad_id, label -100). Right padding needs no attention mask in a causal

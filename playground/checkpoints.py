@@ -330,9 +330,7 @@ def typed_config(config: dict) -> GPTConfig | LlamaConfig:
         raise ValueError(f"config.json has a value of the wrong type ({exc})") from None
     for name, value in dims.items():
         if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= CONFIG_BOUNDS[name]:
-            raise ValueError(
-                f"config.json: {name} = {value!r} is out of bounds (1 to {CONFIG_BOUNDS[name]:,} here)"
-            )
+            raise ValueError(f"config.json: {name} = {value!r} is out of bounds (1 to {CONFIG_BOUNDS[name]:,} here)")
     return typed
 
 

@@ -369,12 +369,16 @@ def normalise_preferences(raw, default_source: str = "local"):
         return out
 
     out = raw.map(normalise, batched=True, remove_columns=raw.column_names, keep_in_memory=True)
-    kept = out.filter(lambda b: [bool(c[0]["content"].strip() and r[0]["content"].strip())
-                                 for c, r in zip(b["chosen"], b["rejected"], strict=True)],
-                      batched=True, keep_in_memory=True)
+    kept = out.filter(
+        lambda b: [
+            bool(c[0]["content"].strip() and r[0]["content"].strip())
+            for c, r in zip(b["chosen"], b["rejected"], strict=True)
+        ],
+        batched=True,
+        keep_in_memory=True,
+    )
     if len(kept) < len(out):
-        log.warning("%s: dropped %d pairs with an empty chosen or rejected reply", default_source,
-                    len(out) - len(kept))
+        log.warning("%s: dropped %d pairs with an empty chosen or rejected reply", default_source, len(out) - len(kept))
     return kept
 
 
@@ -419,12 +423,12 @@ def chatterbot_rows(path: Path = PREFERENCE_FILES["chatterbot"]) -> list[dict]:
 
 def chatterbot_pair_list(rows: list[dict], kind: str = "both", seed: int = 0) -> list[dict]:
     """Chatterbot rows as preference pairs. chosen is always the real answer; rejected, by `kind`:
-      "mismatch": an answer to a question from ANOTHER category (fluent but off-topic): teaches relevance;
-      "runon":    the same answer that does not stop, running on into another question and its answer, as a
-                  base model runs on into a made-up next turn: the pair differs right after the answer, where
-                  the chosen reply has the end-of-sequence token, so ORPO teaches the model to stop there;
-      "both":     two pairs per answer, one of each. This is what the bundled aligned model is trained on: a model
-                  that answers the question asked and then ends with eos.
+    "mismatch": an answer to a question from ANOTHER category (fluent but off-topic): teaches relevance;
+    "runon":    the same answer that does not stop, running on into another question and its answer, as a
+                base model runs on into a made-up next turn: the pair differs right after the answer, where
+                the chosen reply has the end-of-sequence token, so ORPO teaches the model to stop there;
+    "both":     two pairs per answer, one of each. This is what the bundled aligned model is trained on: a model
+                that answers the question asked and then ends with eos.
     """
     if kind not in PAIR_KINDS:
         raise ValueError(f"kind must be one of {PAIR_KINDS}, got {kind!r}")
@@ -489,23 +493,32 @@ def choice_questions(path: Path = PREFERENCE_FILES["bigbench"], split: tuple[flo
     for (source, question), g in groups.items():
         if not g["wrong"] or not g["answer"]:
             continue
-        options = sorted([g["answer"], *g["wrong"]],
-                         key=lambda o, q=question: hashlib.sha256(f"{q}|{o}".encode()).hexdigest())
+        options = sorted(
+            [g["answer"], *g["wrong"]], key=lambda o, q=question: hashlib.sha256(f"{q}|{o}".encode()).hexdigest()
+        )
         prompt = choice_prompt(question, options)
         held = is_held_out(prompt, val_fraction, seed)
         if is_held_out(question, val_fraction, seed) and not held:
             continue
-        out.append({"question": question, "options": options, "answer": g["answer"], "prompt": prompt,
-                    "source": source, "held_out": held})
+        out.append(
+            {
+                "question": question,
+                "options": options,
+                "answer": g["answer"],
+                "prompt": prompt,
+                "source": source,
+                "held_out": held,
+            }
+        )
     return out
 
 
 def choice_pairs(path: Path = PREFERENCE_FILES["bigbench"], seed: int = 0):
     """Preference pairs from `choice_questions`; chosen is always the right option. rejected:
-      "choices/offtopic": an option of ANOTHER question (fluent but not one of those offered): teaches the model to
-                          answer with one of the options in the prompt;
-      "choices/runon":    the right option running on into another question, as a base model runs on: teaches it to
-                          stop (end-of-sequence) after the option.
+    "choices/offtopic": an option of ANOTHER question (fluent but not one of those offered): teaches the model to
+                        answer with one of the options in the prompt;
+    "choices/runon":    the right option running on into another question, as a base model runs on: teaches it to
+                        stop (end-of-sequence) after the option.
     """
     import datasets
 
@@ -516,16 +529,21 @@ def choice_pairs(path: Path = PREFERENCE_FILES["bigbench"], seed: int = 0):
         prompt = [{"role": "user", "content": q["prompt"]}]
         chosen = [{"role": "assistant", "content": q["answer"]}]
         other = _pick_other(questions, rng, lambda r, q=q: not set(r["options"]) & set(q["options"]), avoid=i)
-        pairs.append(_pair(prompt, chosen, other["options"][int(rng.integers(len(other["options"])))],
-                           "choices/offtopic"))
+        pairs.append(
+            _pair(prompt, chosen, other["options"][int(rng.integers(len(other["options"])))], "choices/offtopic")
+        )
         nxt = _pick_other(questions, rng, lambda r, q=q: r["question"] != q["question"], avoid=i)
         pairs.append(_pair(prompt, chosen, f"{q['answer']}\n{nxt['question']}", "choices/runon"))
     return datasets.Dataset.from_list(pairs)
 
 
 def _pair(prompt: list[dict], chosen: list[dict], rejected: str, source: str) -> dict:
-    return {"prompt": prompt, "chosen": chosen, "rejected": [{"role": "assistant", "content": rejected}],
-            "source": source}
+    return {
+        "prompt": prompt,
+        "chosen": chosen,
+        "rejected": [{"role": "assistant", "content": rejected}],
+        "source": source,
+    }
 
 
 # ------------------------------------------------------------------------- examples the ORPO and compare tabs offer
@@ -593,8 +611,12 @@ def filter_by_prompt_length(dataset, tokenizer, max_prompt_tokens: int):
     def short_enough(batch: dict) -> list[bool]:
         return [len(tokenizer.encode(render_prompt(tokenizer, p))) < max_prompt_tokens for p in batch["prompt"]]
 
-    return dataset.filter(short_enough, batched=True, keep_in_memory=True,
-                          new_fingerprint=_derived_fingerprint(dataset, tokenizer, "prompt<", max_prompt_tokens))
+    return dataset.filter(
+        short_enough,
+        batched=True,
+        keep_in_memory=True,
+        new_fingerprint=_derived_fingerprint(dataset, tokenizer, "prompt<", max_prompt_tokens),
+    )
 
 
 def tokenize_preferences(dataset, tokenizer, max_len: int):
@@ -603,17 +625,23 @@ def tokenize_preferences(dataset, tokenizer, max_len: int):
     New columns: prompt_len, chosen_input_ids, chosen_labels, rejected_input_ids, rejected_labels (chosen and
     rejected padded to the same length; labels are -100 on the prompt and the padding).
     """
+
     def encode(batch: dict) -> dict:
-        out = {k: [] for k in ("prompt_len", "chosen_input_ids", "chosen_labels", "rejected_input_ids",
-                               "rejected_labels")}
+        out = {
+            k: [] for k in ("prompt_len", "chosen_input_ids", "chosen_labels", "rejected_input_ids", "rejected_labels")
+        }
         for p, c, r in zip(batch["prompt"], batch["chosen"], batch["rejected"], strict=True):
             ex = encode_example(tokenizer, p, c[-1]["content"], r[-1]["content"], max_len)
             for k in out:
                 out[k].append(getattr(ex, k))
         return out
 
-    return dataset.map(encode, batched=True, keep_in_memory=True,
-                       new_fingerprint=_derived_fingerprint(dataset, tokenizer, "orpo-tokens", max_len))
+    return dataset.map(
+        encode,
+        batched=True,
+        keep_in_memory=True,
+        new_fingerprint=_derived_fingerprint(dataset, tokenizer, "orpo-tokens", max_len),
+    )
 
 
 def split_preferences(dataset, val_fraction: float = 0.05, seed: int = 42):

@@ -68,8 +68,11 @@ class Dist:
 def env_ranks() -> tuple[int, int, int]:
     """(rank, local_rank, world_size) from torchrun's environment; (0, 0, 1) when run alone."""
     try:
-        return (int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0")),
-                int(os.environ.get("WORLD_SIZE", "1")))
+        return (
+            int(os.environ.get("RANK", "0")),
+            int(os.environ.get("LOCAL_RANK", "0")),
+            int(os.environ.get("WORLD_SIZE", "1")),
+        )
     except ValueError as exc:
         raise ValueError(f"bad torchrun variables RANK/LOCAL_RANK/WORLD_SIZE: {exc}") from exc
 
@@ -175,8 +178,14 @@ def wrap(model: nn.Module, ctx: Dist) -> nn.Module:
 def unwrap(model: nn.Module) -> nn.Module:
     """The plain model inside a DDP (or torch.compile) wrapper: the one to evaluate, sample from and save."""
     while True:
-        inner = next((m for m in (getattr(model, "module", None), getattr(model, "_orig_mod", None))
-                      if isinstance(m, nn.Module)), None)
+        inner = next(
+            (
+                m
+                for m in (getattr(model, "module", None), getattr(model, "_orig_mod", None))
+                if isinstance(m, nn.Module)
+            ),
+            None,
+        )
         if inner is None:
             return model
         model = inner
@@ -196,8 +205,10 @@ def check_divisible(batch_size: int, world: int | None = None) -> None:
     """The global batch must split evenly, so every rank's mean loss weighs the same and DDP's average is exact."""
     world = world_size() if world is None else world
     if batch_size % world:
-        raise ValueError(f"--batch-size {batch_size} (the global batch) must be a multiple of the number of "
-                         f"processes ({world}); each takes batch_size / {world} windows")
+        raise ValueError(
+            f"--batch-size {batch_size} (the global batch) must be a multiple of the number of "
+            f"processes ({world}); each takes batch_size / {world} windows"
+        )
 
 
 def local_batch(data, split: str, batch_size: int, context: int, generator: torch.Generator, device):

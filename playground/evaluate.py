@@ -31,8 +31,14 @@ log = logging.getLogger(__name__)
 
 
 @torch.no_grad()
-def heldout_loss(model: nn.Module, ids: torch.Tensor, context: int, batch_size: int = 32,
-                 max_tokens: int | None = None, tokenizer=None) -> dict:
+def heldout_loss(
+    model: nn.Module,
+    ids: torch.Tensor,
+    context: int,
+    batch_size: int = 32,
+    max_tokens: int | None = None,
+    tokenizer=None,
+) -> dict:
     """Mean cross-entropy over every target of `ids` (1-D) in consecutive windows of `context` tokens.
 
     Each window predicts its tokens 1..T from 0..T-1; windows overlap by one token so that every token after
@@ -50,24 +56,27 @@ def heldout_loss(model: nn.Module, ids: torch.Tensor, context: int, batch_size: 
     total = torch.zeros((), dtype=torch.float64, device=device)
     with eval_mode(model):
         for i in range(0, len(starts), batch_size):
-            group = starts[i: i + batch_size]
+            group = starts[i : i + batch_size]
             # full windows batch together; the last, shorter one goes on its own
             full = [s for s in group if s + context <= n_targets]
             rest = [s for s in group if s + context > n_targets]
             if full:
-                x = torch.stack([ids[s: s + context] for s in full]).to(device)  # (B, T)
-                y = torch.stack([ids[s + 1: s + context + 1] for s in full]).to(device)  # (B, T)
+                x = torch.stack([ids[s : s + context] for s in full]).to(device)  # (B, T)
+                y = torch.stack([ids[s + 1 : s + context + 1] for s in full]).to(device)  # (B, T)
                 total += F.cross_entropy(model(x).float().flatten(0, 1), y.flatten(), reduction="sum").double()
             for s in rest:
                 x = ids[s:n_targets].unsqueeze(0).to(device)  # (1, t)
-                y = ids[s + 1: n_targets + 1].unsqueeze(0).to(device)  # (1, t)
+                y = ids[s + 1 : n_targets + 1].unsqueeze(0).to(device)  # (1, t)
                 total += F.cross_entropy(model(x).float().flatten(0, 1), y.flatten(), reduction="sum").double()
     loss = float(total) / n_targets
     out = {"val_loss": loss, "perplexity": math.exp(loss), "targets": n_targets, "context": context}
     if tokenizer is not None:
         n_bytes = target_bytes(tokenizer, ids[: n_targets + 1])
-        out |= {"bytes": n_bytes, "bits_per_byte": float(total) / math.log(2) / n_bytes,
-                "bytes_per_token": n_bytes / n_targets}
+        out |= {
+            "bytes": n_bytes,
+            "bits_per_byte": float(total) / math.log(2) / n_bytes,
+            "bytes_per_token": n_bytes / n_targets,
+        }
     return out
 
 
@@ -107,8 +116,9 @@ def eos_rate(model: nn.Module, tokenizer, val_rows, n_prompts: int, max_new_toke
     return {"eos_rate": stopped / max(1, len(answers)), "prompts": len(answers), "examples": answers[:3]}
 
 
-def evaluate(names: list[str], device: str = "cpu", max_val_tokens: int | None = None, n_prompts: int = 100,
-             pairs: bool = True) -> dict:
+def evaluate(
+    names: list[str], device: str = "cpu", max_val_tokens: int | None = None, n_prompts: int = 100, pairs: bool = True
+) -> dict:
     from playground import checkpoints, data, orpo
     from playground import device as devices
 
@@ -135,8 +145,11 @@ def evaluate(names: list[str], device: str = "cpu", max_val_tokens: int | None =
 
 
 def markdown(results: dict) -> str:
-    rows = ["| model | params | val loss (nats/token) | bits/byte | perplexity | held-out log odds ratio | "
-            "pref. accuracy | right answer (bigbench pairs) | eos within 64 |", "|---|---|---|---|---|---|---|---|---|"]
+    rows = [
+        "| model | params | val loss (nats/token) | bits/byte | perplexity | held-out log odds ratio | "
+        "pref. accuracy | right answer (bigbench pairs) | eos within 64 |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for name, r in results.items():
         p, e = r.get("pairs"), r.get("eos")
         bpb = f"{r['bits_per_byte']:.3f}" if "bits_per_byte" in r else "-"
@@ -151,8 +164,11 @@ def markdown(results: dict) -> str:
 
 def cli(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="python -m playground eval", description=__doc__.split("\n\n")[0])
-    p.add_argument("--models", default="gpt-tiny,llama-base,llama-aligned",
-                   help="comma-separated checkpoints: bundled names, folders or Hub ids")
+    p.add_argument(
+        "--models",
+        default="gpt-tiny,llama-base,llama-aligned",
+        help="comma-separated checkpoints: bundled names, folders or Hub ids",
+    )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps")
     p.add_argument("--max-val-tokens", type=int, default=None, help="score only the first N held-out tokens")
     p.add_argument("--prompts", type=int, default=100, help="held-out chat prompts for the eos rate")

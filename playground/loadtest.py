@@ -231,9 +231,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--rounds", type=int, default=3, help="rounds of fresh sessions, then one more after they expire")
     p.add_argument("--ttl", type=int, default=90, help="the server's session time to live (seconds)")
     p.add_argument("--json", type=Path, help="write the figures to this file")
-    p.add_argument("--scenario", choices=["mixed", "class", "memory"], default="mixed",
-                   help="mixed: rounds of the pass above; class: learners follow the class path (loadclass.py); "
-                        "memory: the learners' models and optimizers in one process, no server")
+    p.add_argument(
+        "--scenario",
+        choices=["mixed", "class", "memory"],
+        default="mixed",
+        help="mixed: rounds of the pass above; class: learners follow the class path (loadclass.py); "
+        "memory: the learners' models and optimizers in one process, no server",
+    )
     p.add_argument("--learners", type=int, help="class scenario: learners (default 30)")
     p.add_argument("--think", type=float, default=1.0, help="class scenario: scale of the think times")
     return p
@@ -253,4 +257,3 @@ def cli(argv: list[str]) -> int:
         a.json.write_text(text + "\n", encoding="utf-8")
     ok = not summary["n_failures"] and not summary["leaks"] and summary["expired_ok"] is not False
     return 0 if ok else 1
-

@@ -51,11 +51,23 @@ def _shape(config) -> dict:
     """Width, MLP hidden width, layers, heads, vocabulary of a GPTConfig or LlamaConfig."""
     if hasattr(config, "n_embd"):  # GPTConfig
         c = config
-        return {"width": c.n_embd, "hidden": c.mlp_ratio * c.n_embd, "layers": c.n_layer, "heads": c.n_head,
-                "vocab": c.vocab_size, "dropout": c.dropout}
+        return {
+            "width": c.n_embd,
+            "hidden": c.mlp_ratio * c.n_embd,
+            "layers": c.n_layer,
+            "heads": c.n_head,
+            "vocab": c.vocab_size,
+            "dropout": c.dropout,
+        }
     c = config  # LlamaConfig
-    return {"width": c.dim, "hidden": 3 * c.ffn_dim, "layers": c.n_layers, "heads": c.n_heads,
-            "vocab": c.vocab_size, "dropout": c.dropout}
+    return {
+        "width": c.dim,
+        "hidden": 3 * c.ffn_dim,
+        "layers": c.n_layers,
+        "heads": c.n_heads,
+        "vocab": c.vocab_size,
+        "dropout": c.dropout,
+    }
 
 
 def scores_materialised(dropout: float) -> bool:
@@ -90,8 +102,11 @@ def check_train_memory(config, batch: int, context: int, budget: int | None = No
     if est.total_bytes <= budget:
         return est
     fit = _largest_batch(config, context, budget)
-    hint = (f"a batch of {fit} fits at this context" if fit else
-            "even a batch of 1 does not fit at this context: make the model smaller or the context shorter")
+    hint = (
+        f"a batch of {fit} fits at this context"
+        if fit
+        else "even a batch of 1 does not fit at this context: make the model smaller or the context shorter"
+    )
     raise ValueError(
         f"This run would need {est.describe()}; the limit here is {_gb(budget)} per run. "
         f"Lower the batch size, the context or the width: {hint}."
@@ -151,6 +166,7 @@ def measure_train_step(arch: str, preset: str, vocab: int, shape: dict, batch: i
     """Run one real training step in a fresh process (Linux): resident memory before the step (weights, gradients
     and optimizer already allocated) and the process's peak. `peak - before` is what the batch's step added."""
     args = json.dumps([arch, preset, vocab, shape, batch])
-    out = subprocess.run([sys.executable, "-c", _MEASURE, args], capture_output=True, text=True, timeout=600,
-                         check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", _MEASURE, args], capture_output=True, text=True, timeout=600, check=True
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])

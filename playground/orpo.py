@@ -98,8 +98,9 @@ class Breakdown:
 
 
 @torch.no_grad()
-def example_breakdown(model: nn.Module, tokenizer, example: dict | EncodedExample, lam: float = COURSE_LAMBDA
-                      ) -> Breakdown:
+def example_breakdown(
+    model: nn.Module, tokenizer, example: dict | EncodedExample, lam: float = COURSE_LAMBDA
+) -> Breakdown:
     """ORPO on one pair with every number exposed. `example`: {prompt, chosen, rejected} (strings, or a messages
     prompt) or an EncodedExample. Runs in eval mode (no dropout), as TRL's ORPO disables dropout."""
     enc = _encoded(tokenizer, example, model)
@@ -168,8 +169,14 @@ class StepRecord:
     breakdown: Breakdown = field(repr=False)
 
 
-def orpo_steps(model: nn.Module, tokenizer, examples: dict | EncodedExample | Sequence, n: int,
-               lr: float = 1e-3, lam: float = COURSE_LAMBDA) -> Iterator[StepRecord]:
+def orpo_steps(
+    model: nn.Module,
+    tokenizer,
+    examples: dict | EncodedExample | Sequence,
+    n: int,
+    lr: float = 1e-3,
+    lam: float = COURSE_LAMBDA,
+) -> Iterator[StepRecord]:
     """Take `n` AdamW steps of ORPO on `examples`, yielding a StepRecord before the first step and after each.
 
     Trains `model` IN PLACE: give it the learner's own deep copy, never a shared model. Constant learning rate
@@ -189,9 +196,15 @@ def orpo_steps(model: nn.Module, tokenizer, examples: dict | EncodedExample | Se
         scores = score_pairs(model, ids, labels, lam)  # the state after `step` updates
         shown = _detached(scores)
         o = shown.out
-        yield StepRecord(step, float(o.loss), float(o.log_odds.mean()), float(o.chosen_logps.mean()),
-                         float(o.rejected_logps.mean()), time.perf_counter() - start,
-                         _breakdown(tokenizer, encoded[0], shown, lam))
+        yield StepRecord(
+            step,
+            float(o.loss),
+            float(o.log_odds.mean()),
+            float(o.chosen_logps.mean()),
+            float(o.rejected_logps.mean()),
+            time.perf_counter() - start,
+            _breakdown(tokenizer, encoded[0], shown, lam),
+        )
         if step == n:
             break
         optimizer.zero_grad(set_to_none=True)
@@ -233,8 +246,9 @@ class ORPOConfig:
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"ORPOConfig.{name} must be at least 1, got {getattr(self, name)!r}")
         if self.warmup_steps < 0 or self.eval_interval < 0:
-            raise ValueError(f"warmup_steps and eval_interval must be >= 0, got {self.warmup_steps}, "
-                             f"{self.eval_interval}")
+            raise ValueError(
+                f"warmup_steps and eval_interval must be >= 0, got {self.warmup_steps}, {self.eval_interval}"
+            )
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError(f"ORPOConfig.lr must be a positive number, got {self.lr!r}")
         if not (self.lam >= 0 and math.isfinite(self.lam)):
@@ -244,16 +258,29 @@ class ORPOConfig:
         if not 0 < self.val_fraction < 1:
             raise ValueError(f"ORPOConfig.val_fraction must be in (0, 1), got {self.val_fraction}")
         if self.prompt_max_tokens >= self.max_len:
-            raise ValueError(f"prompt_max_tokens ({self.prompt_max_tokens}) must be below max_len ({self.max_len}) "
-                             "to leave room for the reply")
+            raise ValueError(
+                f"prompt_max_tokens ({self.prompt_max_tokens}) must be below max_len ({self.max_len}) "
+                "to leave room for the reply"
+            )
 
     def schedule(self):
         """The same warmup + cosine schedule and AdamW groups as pretraining: a train.TrainConfig with our values."""
         from playground.train import TrainConfig
 
-        return TrainConfig(steps=self.steps, batch_size=self.batch_size, lr=self.lr, min_lr=self.min_lr,
-                           warmup_steps=self.warmup_steps, weight_decay=self.weight_decay, grad_clip=self.grad_clip,
-                           betas=self.betas, dtype=self.dtype, device=self.device, eval_interval=0, sample_tokens=0)
+        return TrainConfig(
+            steps=self.steps,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            min_lr=self.min_lr,
+            warmup_steps=self.warmup_steps,
+            weight_decay=self.weight_decay,
+            grad_clip=self.grad_clip,
+            betas=self.betas,
+            dtype=self.dtype,
+            device=self.device,
+            eval_interval=0,
+            sample_tokens=0,
+        )
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -327,10 +354,15 @@ def orpo_train(model: nn.Module, train_rows, val_rows, cfg: ORPOConfig, pad_id: 
 
 def _batch_figures(o: losses.ORPOLoss) -> dict[str, float]:
     """The logged figures of one batch (one process): means over its pairs, nll over its chosen tokens."""
-    return {"loss": float(o.loss), "nll": float(o.nll), "or_loss": float(o.or_loss.mean()),
-            "log_odds_ratio": float(o.log_odds.mean()), "chosen_logp": float(o.chosen_logps.mean()),
-            "rejected_logp": float(o.rejected_logps.mean()),
-            "accuracy": float((o.chosen_logps > o.rejected_logps).float().mean())}
+    return {
+        "loss": float(o.loss),
+        "nll": float(o.nll),
+        "or_loss": float(o.or_loss.mean()),
+        "log_odds_ratio": float(o.log_odds.mean()),
+        "chosen_logp": float(o.chosen_logps.mean()),
+        "rejected_logp": float(o.rejected_logps.mean()),
+        "accuracy": float((o.chosen_logps > o.rejected_logps).float().mean()),
+    }
 
 
 def _my_share(batch: list[int], world: int, device) -> tuple[list[int], torch.Tensor | None]:
@@ -347,8 +379,9 @@ def _my_share(batch: list[int], world: int, device) -> tuple[list[int], torch.Te
     return mine, torch.ones(len(mine), device=device)
 
 
-def _global_terms(scores: PairScores, weight: torch.Tensor, lam: float, world: int
-                  ) -> tuple[torch.Tensor, dict[str, float]]:
+def _global_terms(
+    scores: PairScores, weight: torch.Tensor, lam: float, world: int
+) -> tuple[torch.Tensor, dict[str, float]]:
     """This rank's share of the global batch's loss, and the global batch's figures (one all-reduce).
 
     Global loss = (sum of -log p over ALL chosen tokens) / (all chosen tokens) + lam * (sum of L_OR) / (all pairs).
@@ -358,14 +391,29 @@ def _global_terms(scores: PairScores, weight: torch.Tensor, lam: float, world: i
     o, B = scores.out, weight.shape[0]
     nll_sum = -(scores.token_logps[:B].sum(-1) * weight).sum()  # chosen rows come first
     or_sum = (o.or_loss * weight).sum()
-    sums = torch.stack([nll_sum, (scores.mask[:B].sum(-1) * weight).sum(), or_sum, (o.log_odds * weight).sum(),
-                        (o.chosen_logps * weight).sum(), (o.rejected_logps * weight).sum(),
-                        ((o.chosen_logps > o.rejected_logps).float() * weight).sum(), weight.sum()])
+    sums = torch.stack(
+        [
+            nll_sum,
+            (scores.mask[:B].sum(-1) * weight).sum(),
+            or_sum,
+            (o.log_odds * weight).sum(),
+            (o.chosen_logps * weight).sum(),
+            (o.rejected_logps * weight).sum(),
+            ((o.chosen_logps > o.rejected_logps).float() * weight).sum(),
+            weight.sum(),
+        ]
+    )
     total = distributed.all_sum(sums.detach().float()).tolist()  # (8,) over the ranks
     tokens, pairs = total[1], total[7]
     loss = world * (nll_sum / tokens + lam * or_sum / pairs)
-    figures = {"nll": total[0] / tokens, "or_loss": total[2] / pairs, "log_odds_ratio": total[3] / pairs,
-               "chosen_logp": total[4] / pairs, "rejected_logp": total[5] / pairs, "accuracy": total[6] / pairs}
+    figures = {
+        "nll": total[0] / tokens,
+        "or_loss": total[2] / pairs,
+        "log_odds_ratio": total[3] / pairs,
+        "chosen_logp": total[4] / pairs,
+        "rejected_logp": total[5] / pairs,
+        "accuracy": total[6] / pairs,
+    }
     return loss, {"loss": figures["nll"] + lam * figures["or_loss"], **figures}
 
 
@@ -375,12 +423,19 @@ def _batches(n: int, batch_size: int, seed: int) -> Iterator[list[int]]:
     while True:
         order = torch.randperm(n, generator=g).tolist()
         for i in range(0, n, batch_size):
-            yield order[i: i + batch_size]
+            yield order[i : i + batch_size]
 
 
 @torch.no_grad()
-def evaluate_pairs(model: nn.Module, rows, pad_id: int, lam: float, batch_size: int = 16, max_pairs: int | None = None,
-                   dtype: str = "float32") -> dict:
+def evaluate_pairs(
+    model: nn.Module,
+    rows,
+    pad_id: int,
+    lam: float,
+    batch_size: int = 16,
+    max_pairs: int | None = None,
+    dtype: str = "float32",
+) -> dict:
     """Held-out figures with the training loss's own definitions (`score_pairs`): nll is the token mean over ALL
     chosen reply tokens (not a mean of per-pair means), loss = nll + lam * or_loss; or_loss, log odds ratio,
     chosen/rejected average log-probs and accuracy (share of pairs whose chosen reply beats the rejected one)

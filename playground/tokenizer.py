@@ -720,8 +720,10 @@ def _readable_trainer_error(message: str, vocab_size: int, n_chars: int) -> str:
             f"vocabulary size {vocab_size} is too small for this text: it needs at least {needed.group(2)} pieces "
             "(the special tokens, the 256 byte pieces of byte fallback and every character the coverage keeps)."
         )
-    if "smaller than required_chars" in message or "Vocabulary size is smaller" in message or re.search(
-        r"\(vocab_size\) >= \(0\)", message
+    if (
+        "smaller than required_chars" in message
+        or "Vocabulary size is smaller" in message
+        or re.search(r"\(vocab_size\) >= \(0\)", message)
     ):
         return (
             f"vocabulary size {vocab_size} is too small: it must hold every distinct character of the text, "

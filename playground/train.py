@@ -284,8 +284,16 @@ def train_steps(
         except Deadline:  # the time bound passed inside this step: drop it (no update) and end the call
             state.optimizer.zero_grad(set_to_none=True)
             elapsed = time.perf_counter() - t0
-            yield StepLog(state.step, None, lr_at(state.step, cfg), None, state.tokens_seen,
-                          rate.add(elapsed - eval_seconds, call_tokens), elapsed, last=True)
+            yield StepLog(
+                state.step,
+                None,
+                lr_at(state.step, cfg),
+                None,
+                state.tokens_seen,
+                rate.add(elapsed - eval_seconds, call_tokens),
+                elapsed,
+                last=True,
+            )
             return
         step_seconds = time.perf_counter() - t_step
         state.step += 1

@@ -50,9 +50,14 @@ def launch_kwargs() -> dict:
     from playground.limits import LIMITS
 
     # state_session_capacity: Gradio keeps every session's config (~0.4 MB here) until this many exist
-    kwargs = {"theme": THEME, "css": CSS, "head": HEAD, "show_error": True,
-              "state_session_capacity": LIMITS.max_sessions,
-              "max_file_size": LIMITS.max_upload_bytes}  # Gradio refuses a larger upload before it is written
+    kwargs = {
+        "theme": THEME,
+        "css": CSS,
+        "head": HEAD,
+        "show_error": True,
+        "state_session_capacity": LIMITS.max_sessions,
+        "max_file_size": LIMITS.max_upload_bytes,
+    }  # Gradio refuses a larger upload before it is written
     # a class of 30: every learner's burst may wait for its turn (an await, no thread) while keystrokes run
     kwargs["max_threads"] = 100
     return kwargs

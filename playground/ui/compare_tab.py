@@ -198,6 +198,21 @@ def _pair(names: tuple[str, str]):
 
 
 # ------------------------------------------------------------------------------------------------ layout
+def _pickers(pair: tuple[str, str]) -> tuple:
+    """The two pair buttons and each side's model and chat-template switch."""
+    with gr.Row():
+        bundled_btn = gr.Button("Bundled pair (offline)", size="sm", elem_id="compare-bundled")
+        hub_btn = gr.Button("SmolLM2-135M pair (Hub, online)", size="sm", elem_id="compare-hub")
+    sides = []
+    with gr.Row(equal_height=False):
+        for name, where in zip(pair, ("left", "right"), strict=True):
+            with gr.Column(min_width=260, elem_id=f"compare-{where}-col"):
+                picker = common.model_picker(f"{where.title()} model", value=name, elem_id=f"compare-{where}-model")
+                chat = gr.Checkbox(looks_like_chat(name), label=CHAT_LABEL, elem_id=f"compare-{where}-chat")
+            sides += [picker, chat]
+    return (bundled_btn, hub_btn, *sides)
+
+
 def build(ctx: common.TabContext) -> None:
     pair = spaces_support.compare_pair()  # SmolLM2 when a Space preloaded it, else the bundled pair
     with gr.Tab("5 Aligned vs base", id="compare", elem_id="tab-compare"):
@@ -215,20 +230,7 @@ def build(ctx: common.TabContext) -> None:
                 prompt = gr.Textbox(
                     DEFAULT_PROMPT, label="Prompt (the user's message)", lines=4, elem_id="compare-prompt"
                 )
-                with gr.Row():
-                    bundled_btn = gr.Button("Bundled pair (offline)", size="sm", elem_id="compare-bundled")
-                    hub_btn = gr.Button("SmolLM2-135M pair (Hub, online)", size="sm", elem_id="compare-hub")
-                with gr.Row(equal_height=False):
-                    with gr.Column(min_width=260, elem_id="compare-left-col"):
-                        left = common.model_picker("Left model", value=pair[0], elem_id="compare-left-model")
-                        chat_left = gr.Checkbox(
-                            looks_like_chat(pair[0]), label=CHAT_LABEL, elem_id="compare-left-chat"
-                        )
-                    with gr.Column(min_width=260, elem_id="compare-right-col"):
-                        right = common.model_picker("Right model", value=pair[1], elem_id="compare-right-model")
-                        chat_right = gr.Checkbox(
-                            looks_like_chat(pair[1]), label=CHAT_LABEL, elem_id="compare-right-chat"
-                        )
+                bundled_btn, hub_btn, left, chat_left, right, chat_right = _pickers(pair)
                 # instructor mode keeps answers per model and seed (the lesson's steps use them)
                 temperature, top_k, top_p, max_new, n_answers, seed = sampling_controls(
                     "compare", max_new=96, answers_label="Answers per model", answers_advanced=False
@@ -255,9 +257,19 @@ def build(ctx: common.TabContext) -> None:
                 share.register(
                     ctx,
                     "compare",
-                    {"prompt": prompt, "left": left, "right": right, "chat_left": chat_left, "chat_right": chat_right,
-                     "temperature": temperature, "top_k": top_k, "top_p": top_p, "max_new": max_new,
-                     "answers": n_answers, "seed": seed},
+                    {
+                        "prompt": prompt,
+                        "left": left,
+                        "right": right,
+                        "chat_left": chat_left,
+                        "chat_right": chat_right,
+                        "temperature": temperature,
+                        "top_k": top_k,
+                        "top_p": top_p,
+                        "max_new": max_new,
+                        "answers": n_answers,
+                        "seed": seed,
+                    },
                 )
                 start_tab.next_step(ctx, "compare")  # the path through the tabs
 

@@ -261,10 +261,12 @@ def _break_verdict(r: losses.BreakResult, judged: dict) -> str:
         targets = f"{r.target_neg_inf} of them a target" if r.target_neg_inf else "none of them a target"
         lines.append(html.escape(f"{r.neg_inf} logit(s) became -inf in the cast: probability 0, {targets}."))
     if not math.isfinite(r.reference):
-        lines.append(html.escape(
-            f"Even the float64 reference on these cast logits is {_fmt(r.reference)}: the logits themselves no "
-            "longer hold the answer, so no formula can recover it. Lower x."
-        ))
+        lines.append(
+            html.escape(
+                f"Even the float64 reference on these cast logits is {_fmt(r.reference)}: the logits themselves no "
+                "longer hold the answer, so no formula can recover it. Lower x."
+            )
+        )
     agree = [losses.BREAK_NAMES[k] for k, (st, _) in judged.items() if st == "agrees"]
     if len(agree) == 3:
         tol = losses.break_tolerance(r)

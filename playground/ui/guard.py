@@ -57,10 +57,14 @@ def install() -> None:
         if session:
             waiting = len(self.pending_event_ids_session.get(session, ()))
             if waiting >= LIMITS.max_session_jobs:
-                return False, (
-                    f"You already have {waiting} requests waiting or unread (the limit is {LIMITS.max_session_jobs}): "
-                    "wait for them to finish."
-                ), "queue_full"
+                return (
+                    False,
+                    (
+                        f"You already have {waiting} requests waiting or unread (the limit is "
+                        f"{LIMITS.max_session_jobs}): wait for them to finish."
+                    ),
+                    "queue_full",
+                )
             messages = self.pending_messages_per_session.get(session)
             if messages is None:
                 self.pending_messages_per_session[session] = _TrackedQueue()

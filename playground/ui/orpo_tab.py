@@ -69,11 +69,16 @@ def own_copy(choice: str, session: dict) -> dict:
     bundle = common.resolve_bundle(choice, session)
     n_params = sum(p.numel() for p in bundle.model.parameters())
     if n_params > LIMITS.max_train_params:
-        raise ValueError(f"{choice} has {n_params / 1e6:.0f}M parameters; ORPO steps here are limited to models of "
-                         f"{LIMITS.max_train_params / 1e6:.0f}M (PLAYGROUND_MAX_TRAIN_PARAMS raises it)")
+        raise ValueError(
+            f"{choice} has {n_params / 1e6:.0f}M parameters; ORPO steps here are limited to models of "
+            f"{LIMITS.max_train_params / 1e6:.0f}M (PLAYGROUND_MAX_TRAIN_PARAMS raises it)"
+        )
     model = common.register_trainable(copy.deepcopy(bundle.model), "copy", session)  # memory bounds
-    mine = {"source": choice, "bundle": dataclasses.replace(bundle, model=model, info=dict(bundle.info or {})),
-            "steps": 0}
+    mine = {
+        "source": choice,
+        "bundle": dataclasses.replace(bundle, model=model, info=dict(bundle.info or {})),
+        "steps": 0,
+    }
     session["orpo_model"] = mine
     return mine
 
@@ -92,8 +97,10 @@ def chips_html(view: orpo.ReplyView, tokenizer, title: str) -> str:
             f"<span class='pg-tok{' special' if special else ''}' style='background:{_color(lp)}' "
             f"title='log p = {lp:.3f} (p = {math.exp(lp):.4f})'>{html.escape(text)}<sub>{lp:.1f}</sub></span>"
         )
-    return (f"<div class='pg-orpo-reply'><b>{html.escape(title)}</b> · average log p = {view.avg_logp:.3f} "
-            f"· {len(view.tokens)} tokens<div class='pg-tokens'>{''.join(chips)}</div></div>")
+    return (
+        f"<div class='pg-orpo-reply'><b>{html.escape(title)}</b> · average log p = {view.avg_logp:.3f} "
+        f"· {len(view.tokens)} tokens<div class='pg-tokens'>{''.join(chips)}</div></div>"
+    )
 
 
 def _color(logp: float) -> str:
@@ -104,26 +111,38 @@ def _color(logp: float) -> str:
 
 def numbers_html(bd: orpo.Breakdown) -> str:
     """Every intermediate, chosen beside rejected, then the pair's figures; data-key attributes for tests."""
+
     def cell(key: str, value: float) -> str:
         return f"<td class='pg-num' data-key='{key}'>{_fmt(value)}</td>"
 
-    per_reply = [("avg_logp", "average log p", "log P = mean of the token log-probs"),
-                 ("p", "P", "exp(log P): geometric-mean token probability"),
-                 ("odds", "odds", "P / (1 - P)"),
-                 ("log_odds", "log odds", "log P - log(1 - P)")]
-    rows = [f"<tr><th>{name}</th>{cell('chosen_' + k, getattr(bd.chosen, k))}"
-            f"{cell('rejected_' + k, getattr(bd.rejected, k))}<td class='pg-formula'>{html.escape(f)}</td></tr>"
-            for k, name, f in per_reply]
-    pair = [("log_odds_ratio", "log odds ratio", "log odds(chosen) - log odds(rejected)"),
-            ("sigmoid", "sigmoid(log odds ratio)", "how strongly the model prefers chosen, 0..1"),
-            ("or_loss", "L_OR", "-log sigmoid(log odds ratio)"),
-            ("nll", "NLL", "-log P(chosen): the supervised term"),
-            ("loss", "total loss", f"NLL + lambda x L_OR, lambda = {bd.lam:g}")]
-    rows += [f"<tr class='pg-pair'><th>{name}</th><td class='pg-num' colspan='2' data-key='{k}'>"
-             f"{_fmt(getattr(bd, k))}</td><td class='pg-formula'>{html.escape(f)}</td></tr>" for k, name, f in pair]
-    return ("<table class='pg-orpo-table' style='border-collapse:collapse;font-variant-numeric:tabular-nums'>"
-            "<thead><tr><th></th><th>chosen</th><th>rejected</th><th>formula</th>"
-            f"</tr></thead><tbody>{''.join(rows)}</tbody></table>")
+    per_reply = [
+        ("avg_logp", "average log p", "log P = mean of the token log-probs"),
+        ("p", "P", "exp(log P): geometric-mean token probability"),
+        ("odds", "odds", "P / (1 - P)"),
+        ("log_odds", "log odds", "log P - log(1 - P)"),
+    ]
+    rows = [
+        f"<tr><th>{name}</th>{cell('chosen_' + k, getattr(bd.chosen, k))}"
+        f"{cell('rejected_' + k, getattr(bd.rejected, k))}<td class='pg-formula'>{html.escape(f)}</td></tr>"
+        for k, name, f in per_reply
+    ]
+    pair = [
+        ("log_odds_ratio", "log odds ratio", "log odds(chosen) - log odds(rejected)"),
+        ("sigmoid", "sigmoid(log odds ratio)", "how strongly the model prefers chosen, 0..1"),
+        ("or_loss", "L_OR", "-log sigmoid(log odds ratio)"),
+        ("nll", "NLL", "-log P(chosen): the supervised term"),
+        ("loss", "total loss", f"NLL + lambda x L_OR, lambda = {bd.lam:g}"),
+    ]
+    rows += [
+        f"<tr class='pg-pair'><th>{name}</th><td class='pg-num' colspan='2' data-key='{k}'>"
+        f"{_fmt(getattr(bd, k))}</td><td class='pg-formula'>{html.escape(f)}</td></tr>"
+        for k, name, f in pair
+    ]
+    return (
+        "<table class='pg-orpo-table' style='border-collapse:collapse;font-variant-numeric:tabular-nums'>"
+        "<thead><tr><th></th><th>chosen</th><th>rejected</th><th>formula</th>"
+        f"</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    )
 
 
 def _fmt(x: float) -> str:
@@ -136,9 +155,11 @@ def reading(bd: orpo.Breakdown, steps: int) -> str:
     """A few sentences on what the numbers say."""
     who = "your ORPO-trained copy" + f" (after {steps} step{'s' * (steps != 1)})" if steps else "the model"
     prefers = "the chosen reply" if bd.log_odds_ratio > 0 else "the rejected reply"
-    push = ("small: the model already prefers the chosen reply, so the odds-ratio term pushes only gently"
-            if bd.or_loss < math.log(2) else
-            "large: the model does not yet prefer the chosen reply, so the odds-ratio term pushes hard")
+    push = (
+        "small: the model already prefers the chosen reply, so the odds-ratio term pushes only gently"
+        if bd.or_loss < math.log(2)
+        else "large: the model does not yet prefer the chosen reply, so the odds-ratio term pushes hard"
+    )
     share = bd.lam * bd.or_loss / bd.loss if bd.loss > 0 else 0.0
     trunc = " The pair was too long for the model's context and was cut." if bd.truncated else ""
     return (
@@ -154,8 +175,12 @@ def reading(bd: orpo.Breakdown, steps: int) -> str:
 
 
 def render(bd: orpo.Breakdown, tokenizer, steps: int) -> tuple[str, str, str, str]:
-    return (chips_html(bd.chosen, tokenizer, "chosen reply"), chips_html(bd.rejected, tokenizer, "rejected reply"),
-            numbers_html(bd), reading(bd, steps))
+    return (
+        chips_html(bd.chosen, tokenizer, "chosen reply"),
+        chips_html(bd.rejected, tokenizer, "rejected reply"),
+        numbers_html(bd),
+        reading(bd, steps),
+    )
 
 
 # --------------------------------------------------------------------------------------------- handlers
@@ -192,14 +217,27 @@ def take_steps(choice, prompt, chosen, rejected, lam, n, lr, session):
         if rec.step > 0:
             mine["steps"] = done + rec.step
         bd, step = rec.breakdown, done + rec.step
-        rows.append([step] + [round(v, 4) for v in (rec.loss, rec.log_odds_ratio, rec.chosen_logp,
-                                                      rec.rejected_logp, bd.sigmoid)] + [round(rec.seconds, 2)])
-        plot += [{"step": step, "value": v, "series": s} for s, v in (("log odds ratio", rec.log_odds_ratio),
-                                                                      ("chosen avg log p", rec.chosen_logp),
-                                                                      ("rejected avg log p", rec.rejected_logp))]
+        rows.append(
+            [step]
+            + [round(v, 4) for v in (rec.loss, rec.log_odds_ratio, rec.chosen_logp, rec.rejected_logp, bd.sigmoid)]
+            + [round(rec.seconds, 2)]
+        )
+        plot += [
+            {"step": step, "value": v, "series": s}
+            for s, v in (
+                ("log odds ratio", rec.log_odds_ratio),
+                ("chosen avg log p", rec.chosen_logp),
+                ("rejected avg log p", rec.rejected_logp),
+            )
+        ]
         status = f"Step {rec.step} of {n} on your own copy of {choice} ({mine['steps']} ORPO steps in all)."
-        yield (*render(bd, bundle.tokenizer, mine["steps"]), pd.DataFrame(plot),
-               pd.DataFrame(rows, columns=STEP_HEADERS), status, session)
+        yield (
+            *render(bd, bundle.tokenizer, mine["steps"]),
+            pd.DataFrame(plot),
+            pd.DataFrame(rows, columns=STEP_HEADERS),
+            status,
+            session,
+        )
 
 
 @common.friendly
@@ -222,15 +260,24 @@ def build(ctx: common.TabContext) -> None:
             with gr.Column(scale=3, min_width=340):
                 with gr.Row():
                     model = common.model_picker("Model", value=DEFAULT_MODEL, elem_id="orpo-model")
-                    lam = gr.Slider(0.0, 2.0, value=orpo.COURSE_LAMBDA, step=0.05, label="lambda (weight of L_OR)",
-                                    info="the course used 0.5; TRL's default is 0.1", elem_id="orpo-lambda")
-                example = gr.Dropdown([CUSTOM] + labels, value=labels[0], label="Example (held-out shipped pairs)",
-                                      elem_id="orpo-example")
+                    lam = gr.Slider(
+                        0.0,
+                        2.0,
+                        value=orpo.COURSE_LAMBDA,
+                        step=0.05,
+                        label="lambda (weight of L_OR)",
+                        info="the course used 0.5; TRL's default is 0.1",
+                        elem_id="orpo-lambda",
+                    )
+                example = gr.Dropdown(
+                    [CUSTOM] + labels, value=labels[0], label="Example (held-out shipped pairs)", elem_id="orpo-example"
+                )
                 prompt = gr.Textbox(first["prompt"], label="Prompt", lines=2, elem_id="orpo-prompt")
                 with gr.Row():
                     chosen = gr.Textbox(first["chosen"], label="Chosen reply", lines=3, elem_id="orpo-chosen-text")
-                    rejected = gr.Textbox(first["rejected"], label="Rejected reply", lines=3,
-                                          elem_id="orpo-rejected-text")
+                    rejected = gr.Textbox(
+                        first["rejected"], label="Rejected reply", lines=3, elem_id="orpo-rejected-text"
+                    )
                 go = gr.Button("Compute the ORPO loss", variant="primary", elem_id="orpo-go")
                 status = gr.Markdown(elem_id="orpo-status")
                 chosen_html = gr.HTML(elem_id="orpo-chosen")
@@ -238,26 +285,58 @@ def build(ctx: common.TabContext) -> None:
                 numbers = gr.HTML(elem_id="orpo-numbers")
                 read = gr.Markdown(elem_id="orpo-reading")
                 with gr.Row():
-                    n_steps = gr.Slider(1, LIMITS.max_orpo_steps, value=min(10, LIMITS.max_orpo_steps), step=1,
-                                        label="N", elem_id="orpo-n")
+                    n_steps = gr.Slider(
+                        1,
+                        LIMITS.max_orpo_steps,
+                        value=min(10, LIMITS.max_orpo_steps),
+                        step=1,
+                        label="N",
+                        elem_id="orpo-n",
+                    )
                     lr = gr.Number(1e-3, label="learning rate", elem_id="orpo-lr")
                 with gr.Row():
-                    steps_btn = gr.Button("Take N ORPO steps on this example", variant="primary",
-                                          elem_id="orpo-steps-btn")
+                    steps_btn = gr.Button(
+                        "Take N ORPO steps on this example", variant="primary", elem_id="orpo-steps-btn"
+                    )
                     stop_btn = gr.Button("Stop", elem_id="orpo-stop")
                     reset_btn = gr.Button("Reset to the original model", elem_id="orpo-reset")
-                plot = gr.LinePlot(x="step", y="value", color="series", label="per step", height=260,
-                                   elem_id="orpo-plot", buttons=["export", "fullscreen"])
-                table = gr.Dataframe(headers=STEP_HEADERS, label="per step", interactive=False,
-                                     elem_id="orpo-steps-table")
+                plot = gr.LinePlot(
+                    x="step",
+                    y="value",
+                    color="series",
+                    label="per step",
+                    height=260,
+                    elem_id="orpo-plot",
+                    buttons=["export", "fullscreen"],
+                )
+                table = gr.Dataframe(
+                    headers=STEP_HEADERS, label="per step", interactive=False, elem_id="orpo-steps-table"
+                )
                 common.csv_export(table, "orpo-steps", "orpo_steps")
-                share.register(ctx, "orpo", {"model": model, "lam": lam, "example": example, "prompt": prompt,
-                                             "chosen": chosen, "rejected": rejected, "n": n_steps, "lr": lr})
+                share.register(
+                    ctx,
+                    "orpo",
+                    {
+                        "model": model,
+                        "lam": lam,
+                        "example": example,
+                        "prompt": prompt,
+                        "chosen": chosen,
+                        "rejected": rejected,
+                        "n": n_steps,
+                        "lr": lr,
+                    },
+                )
         pair_in = [model, prompt, chosen, rejected, lam]
         example.change(pick_example, example, [prompt, chosen, rejected], api_name="orpo_example", **common.LIGHT)
         shown = [chosen_html, rejected_html, numbers, read]
         go.click(breakdown, pair_in + [ctx.session], shown + [status], api_name="orpo_breakdown", **common.LIGHT)
-        run = steps_btn.click(take_steps, pair_in + [n_steps, lr, ctx.session],
-                              shown + [plot, table, status, ctx.session], api_name="orpo_steps", **common.HEAVY)
+        run = steps_btn.click(
+            take_steps,
+            pair_in + [n_steps, lr, ctx.session],
+            shown + [plot, table, status, ctx.session],
+            api_name="orpo_steps",
+            **common.HEAVY,
+        )
         stop_btn.click(None, None, None, cancels=[run], api_name="orpo_stop")
         reset_btn.click(reset_copy, ctx.session, [status, ctx.session], api_name="orpo_reset", **common.LIGHT)

@@ -308,8 +308,16 @@ def build(ctx: common.TabContext) -> None:
                 share.register(
                     ctx,
                     "sample",
-                    {"model": model, "prompt": prompt, "temperature": temperature, "top_k": top_k, "top_p": top_p,
-                     "max_new": max_new, "answers": n_answers, "seed": seed},
+                    {
+                        "model": model,
+                        "prompt": prompt,
+                        "temperature": temperature,
+                        "top_k": top_k,
+                        "top_p": top_p,
+                        "max_new": max_new,
+                        "answers": n_answers,
+                        "seed": seed,
+                    },
                 )
                 start_tab.next_step(ctx, "sample")  # the path through the tabs
 

@@ -112,9 +112,7 @@ def chips_html(tok: tk.Tokenizer, ids: list[int], elem: str) -> str:
     more = ""
     if len(ids) > MAX_CHIPS:
         more = f"<p class='pg-more'>… showing the first {MAX_CHIPS:,} of {len(ids):,} tokens (counts cover all).</p>"
-    return (
-        f"{text_view(tok, shown, groups)}<div class='pg-tokens' id='{elem}-inner'>{''.join(spans)}</div>{more}"
-    )
+    return f"{text_view(tok, shown, groups)}<div class='pg-tokens' id='{elem}-inner'>{''.join(spans)}</div>{more}"
 
 
 def surfaces(tok: tk.Tokenizer, ids: list[int], window: int = 8) -> list[str]:
@@ -239,8 +237,9 @@ def tokenize(text: str, choice: str, compare: str, session: dict):
 
 
 @common.friendly
-def train(source: str, corpus_name: str, text: str, vocab_size, model_type: str, settings: str = None,
-          session: dict = None):
+def train(
+    source: str, corpus_name: str, text: str, vocab_size, model_type: str, settings: str = None, session: dict = None
+):
     """Train a tokenizer on pasted text or a corpus sample; store it in this session; offer the .model file."""
     vocab_size = check_int(vocab_size, "Vocabulary size", 64, LIMITS.max_vocab_size)
     if model_type not in tk.MODEL_TYPES:

@@ -58,8 +58,18 @@ ENDPOINTS = {
 NUMBERS = {
     "train_tokenizer": {3: "Vocabulary"},
     "ce_break": {2: "scale"},
-    "train_start": {5: "Layers", 6: "Heads", 7: "Width", 8: "Context", 9: "Learning rate", 10: "Batch",
-                    11: "Total steps", 12: "Warmup", 14: "Burst", 17: "layer"},  # fmt: skip
+    "train_start": {
+        5: "Layers",
+        6: "Heads",
+        7: "Width",
+        8: "Context",
+        9: "Learning rate",
+        10: "Batch",
+        11: "Total steps",
+        12: "Warmup",
+        14: "Burst",
+        17: "layer",
+    },  # fmt: skip
     "train_attention": {1: "layer"},
     "sample_generate": {2: "Temperature", 3: "top-k", 4: "top-p", 5: "Max new", 6: "answers", 7: "Seed"},
     "sample_step": {2: "Temperature", 3: "top-k", 4: "top-p", 5: "Seed"},

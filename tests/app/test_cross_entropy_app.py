@@ -126,8 +126,10 @@ def test_break_it_verdicts_follow_the_numbers(client, model_source):
             assert ("no formula can recover it" in verdict) == (not math.isfinite(ref))
     # the walk the lesson describes, in float16: all agree -> naive breaks -> F.cross_entropy's float16 mean
     # overflows while log-sum-exp is right -> the logits themselves overflow and nothing can help
-    walk = [_verdicts(client.predict(model_source, DEFAULT_TEXT, x, "float16", api_name="/ce_break")[0])
-            for x in (1.0, 1.1, 4.9)]
+    walk = [
+        _verdicts(client.predict(model_source, DEFAULT_TEXT, x, "float16", api_name="/ce_break")[0])
+        for x in (1.0, 1.1, 4.9)
+    ]
     assert set(walk[0].values()) == {"agrees", "reference"}
     assert walk[1]["naive manual"] in ("nan", "inf") and walk[1]["stable manual (log-sum-exp)"] == "agrees"
     assert walk[2]["stable manual (log-sum-exp)"] in ("nan", "inf")

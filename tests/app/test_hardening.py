@@ -27,10 +27,46 @@ from tests.conftest import start_app, stop_app
 BURST_SECONDS = 4
 # the Train tab's knobs (see train_tab.build): source, text, file, arch, preset, layers, heads, width, context, lr,
 # batch, total, warmup, mode, amount, prompt, attention prompt, labelled layer
-MAXED = ["austen", "", None, "gpt", "tiny", 2, 4, 768, 1024, 5e-3, 128, 10_000, 2, "seconds", BURST_SECONDS, "It is",
-         "Emma was", 1]  # fmt: skip - 26.0M parameters, under the 30M bound: the issue's OOM request
-SLOW = ["austen", "", None, "gpt", "tiny", 2, 4, 256, 512, 5e-3, 16, 10_000, 2, "seconds", BURST_SECONDS, "It is",
-        "Emma was", 1]  # fmt: skip - fits the memory budget, several seconds a step on one CPU thread
+MAXED = [
+    "austen",
+    "",
+    None,
+    "gpt",
+    "tiny",
+    2,
+    4,
+    768,
+    1024,
+    5e-3,
+    128,
+    10_000,
+    2,
+    "seconds",
+    BURST_SECONDS,
+    "It is",
+    "Emma was",
+    1,
+]  # fmt: skip - 26.0M parameters, under the 30M bound: the issue's OOM request
+SLOW = [
+    "austen",
+    "",
+    None,
+    "gpt",
+    "tiny",
+    2,
+    4,
+    256,
+    512,
+    5e-3,
+    16,
+    10_000,
+    2,
+    "seconds",
+    BURST_SECONDS,
+    "It is",
+    "Emma was",
+    1,
+]  # fmt: skip - fits the memory budget, several seconds a step on one CPU thread
 SMALL = ["austen", "", None, "gpt", "tiny", 1, 2, 16, 16, 5e-3, 4, 10_000, 2, "steps", 1, "It is", "Emma was",
          1]  # fmt: skip
 

@@ -28,8 +28,11 @@ def busy_app():
 
 @pytest.fixture(scope="module")
 def public_app():
-    env = {"PLAYGROUND_SESSION_TTL_SECONDS": str(TTL), "PLAYGROUND_ALLOW_LOCAL_PATHS": "0",
-           "PLAYGROUND_MAX_LIVE_TRAIN_PARAMS": "1000000"}  # fmt: skip - tiny runs fit, a llama-base copy does not
+    env = {
+        "PLAYGROUND_SESSION_TTL_SECONDS": str(TTL),
+        "PLAYGROUND_ALLOW_LOCAL_PATHS": "0",
+        "PLAYGROUND_MAX_LIVE_TRAIN_PARAMS": "1000000",
+    }  # fmt: skip - tiny runs fit, a llama-base copy does not
     proc, url = start_app(env)
     yield proc, url
     stop_app(proc)

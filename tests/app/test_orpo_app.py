@@ -50,15 +50,24 @@ def test_breakdown_numbers_agree_with_the_library(client, llama_source, pair):
     from playground import checkpoints, orpo
 
     chosen_html, rejected_html, table, reading, status = client.predict(
-        llama_source, pair["prompt"], pair["chosen"], pair["rejected"], LAM, api_name="/orpo_breakdown")
+        llama_source, pair["prompt"], pair["chosen"], pair["rejected"], LAM, api_name="/orpo_breakdown"
+    )
     got = numbers(table)
     bundle = checkpoints.load(llama_source)
     want = orpo.example_breakdown(bundle.model, bundle.tokenizer, pair, LAM)
-    for key, value in (("chosen_avg_logp", want.chosen.avg_logp), ("rejected_avg_logp", want.rejected.avg_logp),
-                       ("chosen_p", want.chosen.p), ("chosen_odds", want.chosen.odds),
-                       ("chosen_log_odds", want.chosen.log_odds), ("rejected_log_odds", want.rejected.log_odds),
-                       ("log_odds_ratio", want.log_odds_ratio), ("sigmoid", want.sigmoid),
-                       ("or_loss", want.or_loss), ("nll", want.nll), ("loss", want.loss)):
+    for key, value in (
+        ("chosen_avg_logp", want.chosen.avg_logp),
+        ("rejected_avg_logp", want.rejected.avg_logp),
+        ("chosen_p", want.chosen.p),
+        ("chosen_odds", want.chosen.odds),
+        ("chosen_log_odds", want.chosen.log_odds),
+        ("rejected_log_odds", want.rejected.log_odds),
+        ("log_odds_ratio", want.log_odds_ratio),
+        ("sigmoid", want.sigmoid),
+        ("or_loss", want.or_loss),
+        ("nll", want.nll),
+        ("loss", want.loss),
+    ):
         assert got[key] == pytest.approx(value, rel=2e-3, abs=2e-3), key
     assert got["loss"] == pytest.approx(got["nll"] + LAM * got["or_loss"], rel=2e-3)
     assert chosen_html.count("<span class='pg-tok") == len(want.chosen.tokens)
@@ -69,8 +78,9 @@ def test_breakdown_numbers_agree_with_the_library(client, llama_source, pair):
 
 def test_steps_stream_and_raise_the_log_odds_ratio(client, llama_source, pair):
     n = 6
-    job = client.submit(llama_source, pair["prompt"], pair["chosen"], pair["rejected"], LAM, n, 2e-3,
-                        api_name="/orpo_steps")
+    job = client.submit(
+        llama_source, pair["prompt"], pair["chosen"], pair["rejected"], LAM, n, 2e-3, api_name="/orpo_steps"
+    )
     updates = list(job)
     assert len(updates) >= 2  # streamed, not one final answer
     final = job.outputs()[-1]
@@ -82,13 +92,18 @@ def test_steps_stream_and_raise_the_log_odds_ratio(client, llama_source, pair):
     assert float(rows[-1][3]) > float(rows[0][3])  # chosen average log p rose
     assert "your own copy" in final[6]
     # the breakdown now reads the learner's trained copy; reset goes back to the shared model
-    after = client.predict(llama_source, pair["prompt"], pair["chosen"], pair["rejected"], LAM,
-                           api_name="/orpo_breakdown")
+    after = client.predict(
+        llama_source, pair["prompt"], pair["chosen"], pair["rejected"], LAM, api_name="/orpo_breakdown"
+    )
     assert f"after {n} ORPO step" in after[4]
     assert numbers(after[2])["log_odds_ratio"] == pytest.approx(lor[-1], abs=2e-3)
     assert "Dropped" in client.predict(api_name="/orpo_reset")
-    assert "shared model" in client.predict(llama_source, pair["prompt"], pair["chosen"], pair["rejected"], LAM,
-                                            api_name="/orpo_breakdown")[4]
+    assert (
+        "shared model"
+        in client.predict(
+            llama_source, pair["prompt"], pair["chosen"], pair["rejected"], LAM, api_name="/orpo_breakdown"
+        )[4]
+    )
 
 
 def test_picking_an_example_fills_the_pair(client):
@@ -98,11 +113,14 @@ def test_picking_an_example_fills_the_pair(client):
     assert list(client.predict(e["label"], api_name="/orpo_example")) == [e["prompt"], e["chosen"], e["rejected"]]
 
 
-@pytest.mark.parametrize("args,message", [
-    (("", "a", "b", LAM), "prompt is empty"),
-    (("q", "a", "", LAM), "rejected reply is empty"),
-    (("q", "a", "b", -1), "lambda|less than minimum"),  # gradio's slider bound or ours, both readable
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (("", "a", "b", LAM), "prompt is empty"),
+        (("q", "a", "", LAM), "rejected reply is empty"),
+        (("q", "a", "b", -1), "lambda|less than minimum"),  # gradio's slider bound or ours, both readable
+    ],
+)
 def test_bad_breakdown_inputs_give_clear_messages(client, llama_source, args, message):
     with pytest.raises(Exception, match=message):
         client.predict(llama_source, *args, api_name="/orpo_breakdown")
@@ -112,8 +130,17 @@ def test_too_many_steps_and_unknown_models_give_clear_messages(client, llama_sou
     from playground.limits import LIMITS
 
     with pytest.raises(Exception, match="Number of ORPO steps|greater than maximum"):
-        client.predict(llama_source, pair["prompt"], pair["chosen"], pair["rejected"], LAM,
-                       LIMITS.max_orpo_steps + 1, 1e-3, api_name="/orpo_steps")
+        client.predict(
+            llama_source,
+            pair["prompt"],
+            pair["chosen"],
+            pair["rejected"],
+            LAM,
+            LIMITS.max_orpo_steps + 1,
+            1e-3,
+            api_name="/orpo_steps",
+        )
     with pytest.raises(Exception, match="no-such-model"):
-        client.predict("./no-such-model", pair["prompt"], pair["chosen"], pair["rejected"], LAM,
-                       api_name="/orpo_breakdown")
+        client.predict(
+            "./no-such-model", pair["prompt"], pair["chosen"], pair["rejected"], LAM, api_name="/orpo_breakdown"
+        )

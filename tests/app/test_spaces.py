@@ -30,8 +30,9 @@ def _serves_gpu_handlers(client) -> None:
     summary, *_ = client.predict("gpt-tiny", TEXT, api_name="/ce_score")
     assert "ce-loss" in summary
     pair = shipped_examples()[0]
-    job = client.submit("llama-base", pair["prompt"], pair["chosen"], pair["rejected"], 0.5, 2, 1e-3,
-                        api_name="/orpo_steps")
+    job = client.submit(
+        "llama-base", pair["prompt"], pair["chosen"], pair["rejected"], 0.5, 2, 1e-3, api_name="/orpo_steps"
+    )
     list(job)  # streamed to the end
     final = job.outputs()[-1]
     assert [int(r[0]) for r in final[5]["data"]] == [0, 1, 2]  # the table: before and after each of 2 steps
@@ -58,14 +59,20 @@ def test_spaces_is_real_and_a_no_op_off_zero_gpu():
 def test_heavy_handlers_carry_a_request_sized_duration():
     from playground.ui import compare_tab, cross_entropy_tab, orpo_tab, sample_tab, train_tab
 
-    assert sample_tab.stream_answers.gpu_duration("m", "p", 1.0, 0, 1.0, 512, 4, 0, {}) > \
-        sample_tab.stream_answers.gpu_duration("m", "p", 1.0, 0, 1.0, 16, 1, 0, {})
+    assert sample_tab.stream_answers.gpu_duration(
+        "m", "p", 1.0, 0, 1.0, 512, 4, 0, {}
+    ) > sample_tab.stream_answers.gpu_duration("m", "p", 1.0, 0, 1.0, 16, 1, 0, {})
     assert compare_tab.stream_compare.gpu_duration("a", "b", "p", True, True, 1.0, 0, 1.0, 256, 2, 0, {}) > 30
     burst = [None] * 14 + ["seconds", 90, "prompt", "attn", 0]
     assert train_tab.start.gpu_duration(*burst) == train_tab.resume.gpu_duration(*burst) == 110
     assert orpo_tab.take_steps.gpu_duration("m", "p", "c", "r", 0.5, 50, 1e-3, {}) == 60
-    for fn in (sample_tab.next_token, orpo_tab.breakdown, cross_entropy_tab.score, cross_entropy_tab.break_naive,
-               train_tab.attention):
+    for fn in (
+        sample_tab.next_token,
+        orpo_tab.breakdown,
+        cross_entropy_tab.score,
+        cross_entropy_tab.break_naive,
+        train_tab.attention,
+    ):
         assert 5 <= fn.gpu_duration() <= 30
 
 
@@ -86,7 +93,10 @@ def test_app_imports_and_serves_without_spaces():
 @pytest.mark.parametrize("blocked", [False, True])
 def test_package_import_leaves_spaces_and_gradio_alone(blocked):
     """`import playground.*` (no UI) never imports spaces or gradio, whether spaces is installed or not."""
-    code = ("import sys\n" + ("sys.modules['spaces'] = None\n" if blocked else "") +
-            "import playground.spaces_support, playground.distributed, playground.train, playground.orpo\n"
-            "assert 'gradio' not in sys.modules and not sys.modules.get('spaces'), sorted(sys.modules)[:5]\n")
+    code = (
+        "import sys\n"
+        + ("sys.modules['spaces'] = None\n" if blocked else "")
+        + "import playground.spaces_support, playground.distributed, playground.train, playground.orpo\n"
+        "assert 'gradio' not in sys.modules and not sys.modules.get('spaces'), sorted(sys.modules)[:5]\n"
+    )
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True, timeout=120)

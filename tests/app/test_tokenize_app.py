@@ -71,8 +71,12 @@ def test_lesson_step_4_vocabulary_300_trains_and_says_how(fresh):
     assert tok.vocab_size == 300 and sp_proto.trainer_settings(tok.to_bytes())["vocab_size"] == 300
     with pytest.raises(ValueError, match=rf"needs at least {least} pieces"):  # the number is SentencePiece's own
         tk.train_tokenizer(corpus.sample_corpus("austen", tt.TRAIN_CHARS), 300)
-    stats, *_ = fresh.predict("It is a truth universally acknowledged", choice["value"] if isinstance(choice, dict)
-                              else choice, BUNDLED, api_name="/tokenize")
+    stats, *_ = fresh.predict(
+        "It is a truth universally acknowledged",
+        choice["value"] if isinstance(choice, dict) else choice,
+        BUNDLED,
+        api_name="/tokenize",
+    )
     assert "vocabulary 300" in stats
 
 
@@ -102,8 +106,10 @@ def test_bad_tokenize_inputs_give_clear_errors(client, args, message):
 @pytest.mark.parametrize(
     "args, message",
     [
-        ((tt.CORPUS, "austen", "", 10, "bpe"),
-         "(Vocabulary size must be a whole number from 64|less than minimum value 64)"),
+        (
+            (tt.CORPUS, "austen", "", 10, "bpe"),
+            "(Vocabulary size must be a whole number from 64|less than minimum value 64)",
+        ),
         ((tt.CORPUS, "austen", "", 100, "bpe"), r"too small for this text: the smallest that trains is \d+"),
         ((tt.PASTE, "austen", "tiny text", 5000, "bpe"), "too big for this text"),
         ((tt.PASTE, "austen", "   ", 500, "bpe"), "empty"),

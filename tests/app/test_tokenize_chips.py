@@ -66,4 +66,3 @@ def test_text_view_spells_the_text_and_links_every_chip(tok):
     assert keys == [str(k) for k in range(len(keys))]
     chips = page[page.index("<div class='pg-tokens'") :]
     assert sorted(set(re.findall(r"data-k='(\d+)'", chips)), key=int) == keys  # every stretch has its chip(s)
-

@@ -135,8 +135,17 @@ def test_course_preset_starts(app_url):
 
     p = PRESETS["course (GPU)"]
     other = Client(app_url, verbose=False)
-    args = knobs(preset="course (GPU)", n_layer=p["n_layer"], n_head=p["n_head"], n_embd=p["n_embd"],
-                 context=p["context"], lr=p["lr"], batch=p["batch"], total=p["steps"], amount=1)
+    args = knobs(
+        preset="course (GPU)",
+        n_layer=p["n_layer"],
+        n_head=p["n_head"],
+        n_embd=p["n_embd"],
+        context=p["context"],
+        lr=p["lr"],
+        batch=p["batch"],
+        total=p["steps"],
+        amount=1,
+    )
     updates = list(other.submit(*args, api_name="/train_start"))
     assert any(re.search(r"Built a [\d.]+M-parameter model", u[0]) and "no GPU" in u[0] for u in updates)
     assert step_of(updates[-1][0]) == 1 and "burst done: 1 steps" in updates[-1][0]

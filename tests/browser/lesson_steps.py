@@ -109,9 +109,7 @@ def choose(page, elem_id: str, value: str, leave: str | None = None) -> None:
     box.press("Enter")
     if leave:
         page.locator(leave).click()  # leave the dropdown so it commits the value
-    page.wait_for_function(
-        "([id, v]) => document.querySelector(`#${id} input`).value === v", arg=[elem_id, value]
-    )
+    page.wait_for_function("([id, v]) => document.querySelector(`#${id} input`).value === v", arg=[elem_id, value])
 
 
 def pick_radio(page, elem_id: str, value: str) -> None:

@@ -139,8 +139,13 @@ def test_step_5(lesson_page):
     """float16: step by step, the naive loss turns inf/nan while log-sum-exp and PyTorch keep the right value;
     float32 takes a much larger scale; far enough in float16 the logits no longer fit, and the tab says so."""
     page, step = lesson_page, step_text(LESSON, 5)
-    says(step, "pick `float16`", "log-sum-exp and PyTorch keep the right value", "`float32`: it takes a much larger",
-         "nothing can help, and the tab says so")
+    says(
+        step,
+        "pick `float16`",
+        "log-sum-exp and PyTorch keep the right value",
+        "`float32`: it takes a much larger",
+        "nothing can help, and the tab says so",
+    )
     fill_text(page, "ce-text", text_of(page, "ce-text"))  # the text of step 4 stays
     assert_visible(page, "ce-dtype", "ce-scale", "ce-break-go")
     exp16, r16, seen = _walk(page, "float16", naive_broke)

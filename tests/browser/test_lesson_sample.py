@@ -70,7 +70,7 @@ def test_step_1(lesson_page):
     first = generate(page)
     assert first.startswith("Once upon a time") and len(first) > len("Once upon a time") + 20
     assert generate(page) == first
-    words = re.findall(r"\w+", first[len("Once upon a time"):].lower())
+    words = re.findall(r"\w+", first[len("Once upon a time") :].lower())
     trigrams = [tuple(words[i : i + 3]) for i in range(len(words) - 2)]
     assert len(set(trigrams)) < len(trigrams), f"greedy text without a repeated phrase: {first!r}"
     _FIRST[page.pg_mode + "greedy"] = first
@@ -155,8 +155,10 @@ def test_notice(lesson_page):
     assert re.sub(r"\s+", " ", streamed).startswith(prefix[: max(len(prefix) - 1, 1)]), (prefix, streamed)
     values = [float(v) for v in re.findall(r"(\d\.\d{3})", page.locator("#sample-dist .pg-stage").nth(2).inner_text())]
     assert all(v >= 0 for v in values)
-    entropy = [float(re.search(r"entropy ([\d.]+)", t).group(1))
-               for t in page.locator("#sample-dist .pg-entropy").all_inner_texts()]
+    entropy = [
+        float(re.search(r"entropy ([\d.]+)", t).group(1))
+        for t in page.locator("#sample-dist .pg-entropy").all_inner_texts()
+    ]
     assert entropy[2] <= entropy[1] + 1e-9 and entropy[3] <= entropy[2] + 1e-9  # filters only lower it
     set_number(page, "sample-temperature", 2)
     page.locator("#sample-reset").click()

@@ -67,8 +67,14 @@ def burst(page, button: str, to_step: int) -> dict[str, str]:
 def test_step_1(lesson_page):
     """tiny on austen: Start (100 steps), Continue twice to finish the 300-step schedule, val loss near 5.3."""
     page, step = lesson_page, step_text(LESSON, 1)
-    says(step, "Keep *tiny* and *austen*", "100 steps", "**Continue** twice", "300-step schedule",
-         "validation loss ends near 5.3")
+    says(
+        step,
+        "Keep *tiny* and *austen*",
+        "100 steps",
+        "**Continue** twice",
+        "300-step schedule",
+        "validation loss ends near 5.3",
+    )
     assert page.locator("#train-preset input[value='tiny']").is_checked()
     assert page.locator("#train-source input").input_value() == "austen"
     assert_visible(page, "train-lr", "train-total", "train-amount", "train-start", "train-continue")

@@ -43,8 +43,17 @@ def test_see_the_numbers_then_take_steps(page, model_source):
     page.locator("#orpo-go").click()
     table = page.locator("#orpo-numbers table")
     table.wait_for(timeout=60_000)
-    for key in ("chosen_avg_logp", "rejected_avg_logp", "chosen_p", "chosen_odds", "log_odds_ratio", "sigmoid",
-                "or_loss", "nll", "loss"):
+    for key in (
+        "chosen_avg_logp",
+        "rejected_avg_logp",
+        "chosen_p",
+        "chosen_odds",
+        "log_odds_ratio",
+        "sigmoid",
+        "or_loss",
+        "nll",
+        "loss",
+    ):
         text = table.locator(f"[data-key='{key}']").inner_text()
         assert re.fullmatch(r"-?[\d.e+-]+|inf", text.strip()), (key, text)
     chips = page.locator("#orpo-chosen .pg-tok")

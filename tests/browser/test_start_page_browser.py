@@ -20,8 +20,10 @@ def test_pipeline_is_legible_and_clickable(page):
     tops = {round(b["y"]) for b in (steps.nth(i).bounding_box() for i in range(steps.count()))}
     assert steps.count() == 6 and len(tops) == 1  # one row
     header = page.locator(".pg-class-path th").first
-    lines = header.evaluate("(th) => { const r = document.createRange(); r.selectNodeContents(th);"
-                            " return new Set([...r.getClientRects()].map((b) => Math.round(b.top))).size; }")
+    lines = header.evaluate(
+        "(th) => { const r = document.createRange(); r.selectNodeContents(th);"
+        " return new Set([...r.getClientRects()].map((b) => Math.round(b.top))).size; }"
+    )
     assert header.inner_text() == "minutes" and lines == 1  # not broken as "minut/es"
     page.locator(".pg-pipeline .pg-stage[data-tab='train']").click()
     page.wait_for_selector("#tab-train", state="visible")
@@ -42,8 +44,13 @@ def test_phone_walks_the_tabs_with_next_buttons(browser, app_url):
         pg.goto(app_url)
         pg.wait_for_selector("#pg-tabs", timeout=60_000)
         pg.locator("#start-go-tokenize").click()
-        for here, there in [("tokenize", "cross_entropy"), ("cross_entropy", "train"), ("train", "sample"),
-                            ("sample", "compare"), ("compare", "orpo")]:
+        for here, there in [
+            ("tokenize", "cross_entropy"),
+            ("cross_entropy", "train"),
+            ("train", "sample"),
+            ("sample", "compare"),
+            ("compare", "orpo"),
+        ]:
             pg.wait_for_selector(f"#tab-{here}", state="visible")
             pg.locator(f"#{here}-next").click()
             pg.wait_for_selector(f"#tab-{there}", state="visible")

@@ -55,8 +55,9 @@ def test_attention_maps_and_training_burst_on_cuda():
     maps = introspect.attention_maps(gpu.model, cpu.tokenizer.encode(TEXT))
     assert maps.device.type == "cpu" and torch.allclose(maps.sum(-1), torch.ones(()), atol=1e-4)
     d = data.text_data(TEXT * 200, cpu.tokenizer, context=64)
-    cfg = train.TrainConfig(steps=20, batch_size=8, eval_interval=10, eval_iters=2, sample_tokens=8,
-                            dtype="bfloat16", device="cuda")
+    cfg = train.TrainConfig(
+        steps=20, batch_size=8, eval_interval=10, eval_iters=2, sample_tokens=8, dtype="bfloat16", device="cuda"
+    )
     logs = list(train.train_steps(gpu.model.train(), d, cfg))
     assert logs[-1].step == 20 and logs[-1].loss < logs[0].loss
 

@@ -108,8 +108,18 @@ def _free_port() -> int:
 def _torchrun(command: str, args: list[str], n: int = 2) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in TORCHRUN_ENV}
     env.update(OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", PLAYGROUND_DIST_TIMEOUT="60", PYTHONPATH=str(ROOT))
-    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={n}", "--master_addr=127.0.0.1",
-           f"--master_port={_free_port()}", "-m", "playground", command, *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        f"--nproc_per_node={n}",
+        "--master_addr=127.0.0.1",
+        f"--master_port={_free_port()}",
+        "-m",
+        "playground",
+        command,
+        *args,
+    ]
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr[-3000:]
     return done
@@ -119,9 +129,36 @@ def _close(a: list[float], b: list[float], rel: float = 1e-4) -> bool:
     return len(a) == len(b) and all(abs(x - y) <= rel * max(abs(x), abs(y), 1e-8) for x, y in zip(a, b, strict=True))
 
 
-PRETRAIN = ["--n-layer", "1", "--n-embd", "32", "--n-head", "2", "--context", "16", "--batch-size", "8",
-            "--dropout", "0", "--corpus", "kjv", "--eval-interval", "2", "--eval-iters", "1", "--final-eval-iters", "2",
-            "--sample-tokens", "0", "--max-seconds", "600", "--device", "cpu", "--threads", "1"]
+PRETRAIN = [
+    "--n-layer",
+    "1",
+    "--n-embd",
+    "32",
+    "--n-head",
+    "2",
+    "--context",
+    "16",
+    "--batch-size",
+    "8",
+    "--dropout",
+    "0",
+    "--corpus",
+    "kjv",
+    "--eval-interval",
+    "2",
+    "--eval-iters",
+    "1",
+    "--final-eval-iters",
+    "2",
+    "--sample-tokens",
+    "0",
+    "--max-seconds",
+    "600",
+    "--device",
+    "cpu",
+    "--threads",
+    "1",
+]
 
 
 def test_pretrain_two_gloo_ranks_match_one_process_and_resume(tmp_path):
@@ -174,9 +211,28 @@ def test_align_two_gloo_ranks_match_one_process(tmp_path):
     if not checkpoints.BUNDLED["llama-base"]["folder"].exists():
         pytest.skip("the bundled llama-base checkpoint is not here")
     data = _pairs_file(tmp_path / "pairs.jsonl")
-    args = ["--base", "llama-base", "--data", str(data), "--steps", "5", "--batch-size", "4", "--max-len", "64",
-            "--prompt-max-tokens", "32", "--eval-interval", "0", "--eval-pairs", "4", "--warmup", "2",
-            "--device", "cpu"]
+    args = [
+        "--base",
+        "llama-base",
+        "--data",
+        str(data),
+        "--steps",
+        "5",
+        "--batch-size",
+        "4",
+        "--max-len",
+        "64",
+        "--prompt-max-tokens",
+        "32",
+        "--eval-interval",
+        "0",
+        "--eval-pairs",
+        "4",
+        "--warmup",
+        "2",
+        "--device",
+        "cpu",
+    ]
     assert align.cli([*args, "--out", str(tmp_path / "one")]) == 0
     _torchrun("align", [*args, "--out", str(tmp_path / "two")])
     a, b = (json.loads((tmp_path / d / "train_log.json").read_text()) for d in ("one", "two"))

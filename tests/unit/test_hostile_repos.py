@@ -116,8 +116,10 @@ MSGS = [{"role": "user", "content": "hi"}]
     [
         ("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}", "within 2 s"),
         ("{{ 'a' * 50000000 }}", "repetition of 50,000,000"),
-        ("{% set ns = namespace(s='a') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s }}",
-         "within 2 s|memory|longer than"),
+        (
+            "{% set ns = namespace(s='a') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s }}",
+            "within 2 s|memory|longer than",
+        ),
         ("{% for i in range(100000) %}{{ 'abc' }}{% endfor %}", "longer than 200,000 characters"),
         ("{{ 7 ** 100000000 }}", "power"),
     ],
@@ -131,8 +133,10 @@ def test_hostile_chat_templates_are_bounded(template, needle):
 
 
 def test_an_ordinary_hub_template_still_renders_and_ours_stays_in_process():
-    hub = ("{% for m in messages %}<|{{ m.role }}|>{{ m.content }}{% endfor %}"
-           "{% if add_generation_prompt %}<|a|>{% endif %}")
+    hub = (
+        "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}{% endfor %}"
+        "{% if add_generation_prompt %}<|a|>{% endif %}"
+    )
     assert render_chat_template(hub, MSGS, True) == "<|user|>hi<|a|>"
     assert render_chat_template(hub, MSGS, True) == "<|user|>hi<|a|>"  # the same worker, again
     template_sandbox._WORKER.kill()

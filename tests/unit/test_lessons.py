@@ -68,8 +68,9 @@ def test_lesson_panel_is_collapsible():
 def test_every_try_this_step_has_its_browser_test(name):
     """Issue 16: each "Try this" step is walked in Chromium by tests/browser/test_lesson_<name>.py::test_step_<n>
     (normal and instructor mode). A lesson that gains a step fails here until a test follows it."""
-    steps = re.split(r"^\s*\d+\.\s+", _section((LESSONS / f"{name}.md").read_text(encoding="utf-8"), "Try this"),
-                     flags=re.M)[1:]
+    steps = re.split(
+        r"^\s*\d+\.\s+", _section((LESSONS / f"{name}.md").read_text(encoding="utf-8"), "Try this"), flags=re.M
+    )[1:]
     walk = ROOT / "tests" / "browser" / f"test_lesson_{name}.py"
     assert walk.is_file(), f"no walk-through of lessons/{name}.md ({walk.name})"
     tested = sorted(int(n) for n in re.findall(r"^def test_step_(\d+)\(", walk.read_text(encoding="utf-8"), re.M))

@@ -47,8 +47,24 @@ def ref_orpo(lw: list[float], ll: list[float], nll: float, beta: float) -> dict:
 
 
 # ------------------------------------------------------------------------------------------------ log1mexp
-XS = [-1e-30, -1e-12, -1e-9, -1e-6, -1e-3, -0.1, -0.5, -math.log(2) + 1e-9, -math.log(2), -0.7, -1, -5, -20, -50,
-      -100, -700]
+XS = [
+    -1e-30,
+    -1e-12,
+    -1e-9,
+    -1e-6,
+    -1e-3,
+    -0.1,
+    -0.5,
+    -math.log(2) + 1e-9,
+    -math.log(2),
+    -0.7,
+    -1,
+    -5,
+    -20,
+    -50,
+    -100,
+    -700,
+]
 
 
 @pytest.mark.parametrize("x", XS)
@@ -192,8 +208,9 @@ def tiny_model(arch: str, vocab_size: int, context: int = 96):
     if arch == "llama":
         from playground.llama import new_llama
 
-        return new_llama("tiny", vocab_size=vocab_size, max_seq_len=context, dim=48, n_layers=2, n_heads=4,
-                         n_kv_heads=2)
+        return new_llama(
+            "tiny", vocab_size=vocab_size, max_seq_len=context, dim=48, n_layers=2, n_heads=4, n_kv_heads=2
+        )
     from playground.gpt import new_gpt
 
     return new_gpt("tiny", vocab_size=vocab_size, context_length=context, n_embd=48, n_layer=2, n_head=4)
@@ -208,8 +225,10 @@ def test_encode_example_masks_exactly_the_prompt_and_the_padding(tok):
     head = tok.apply_chat_template([{"role": "user", "content": PAIR["prompt"]}], add_generation_prompt=True)
     n = ex.prompt_len
     assert n == len(head) and ex.chosen_input_ids[:n] == head == ex.rejected_input_ids[:n]
-    for ids, labels, reply in ((ex.chosen_input_ids, ex.chosen_labels, PAIR["chosen"]),
-                               (ex.rejected_input_ids, ex.rejected_labels, PAIR["rejected"])):
+    for ids, labels, reply in (
+        (ex.chosen_input_ids, ex.chosen_labels, PAIR["chosen"]),
+        (ex.rejected_input_ids, ex.rejected_labels, PAIR["rejected"]),
+    ):
         scored = [i for i, lab in enumerate(labels) if lab != -100]
         assert scored == list(range(n, n + len(scored)))  # one block, right after the prompt
         assert [ids[i] for i in scored] == [labels[i] for i in scored]
@@ -218,8 +237,9 @@ def test_encode_example_masks_exactly_the_prompt_and_the_padding(tok):
         assert all(ids[i] == tok.pad_id for i in range(scored[-1] + 1, len(ids)))  # the rest is padding
     assert len(ex.chosen_input_ids) == len(ex.rejected_input_ids)
     # the whole chosen conversation through the template is exactly prompt + scored reply
-    whole = tok.apply_chat_template([{"role": "user", "content": PAIR["prompt"]},
-                                     {"role": "assistant", "content": PAIR["chosen"]}])
+    whole = tok.apply_chat_template(
+        [{"role": "user", "content": PAIR["prompt"]}, {"role": "assistant", "content": PAIR["chosen"]}]
+    )
     assert ex.chosen_input_ids[: len(whole)] == whole
 
 
@@ -229,14 +249,20 @@ def test_collate_pads_with_ignored_labels_and_token_mask_matches(tok):
     b = chat.encode_example(tok, "Tell me a long story about a cat and a dog", "No.", "Yes.", 96)
     ids, labels = chat.collate([a, b], tok.pad_id)
     assert ids.shape == labels.shape == (4, max(a.length, b.length))
-    for r, (seq, lab) in enumerate(((a.chosen_input_ids, a.chosen_labels), (b.chosen_input_ids, b.chosen_labels),
-                                    (a.rejected_input_ids, a.rejected_labels),
-                                    (b.rejected_input_ids, b.rejected_labels))):
+    for r, (seq, lab) in enumerate(
+        (
+            (a.chosen_input_ids, a.chosen_labels),
+            (b.chosen_input_ids, b.chosen_labels),
+            (a.rejected_input_ids, a.rejected_labels),
+            (b.rejected_input_ids, b.rejected_labels),
+        )
+    ):
         assert ids[r, : len(seq)].tolist() == seq and labels[r, : len(lab)].tolist() == lab
-        assert (labels[r, len(lab):] == -100).all() and (ids[r, len(seq):] == tok.pad_id).all()
+        assert (labels[r, len(lab) :] == -100).all() and (ids[r, len(seq) :] == tok.pad_id).all()
     _, mask = losses.token_logps(torch.zeros(*ids.shape, tok.vocab_size), labels)
-    assert mask.sum().item() == sum(sum(lab != -100 for lab in x) for x in
-                                    (a.chosen_labels, b.chosen_labels, a.rejected_labels, b.rejected_labels))
+    assert mask.sum().item() == sum(
+        sum(lab != -100 for lab in x) for x in (a.chosen_labels, b.chosen_labels, a.rejected_labels, b.rejected_labels)
+    )
 
 
 def test_encode_example_truncates_to_max_len(tok):
@@ -246,9 +272,14 @@ def test_encode_example_truncates_to_max_len(tok):
     assert ex.chosen_labels[: ex.prompt_len] == [-100] * ex.prompt_len
 
 
-@pytest.mark.parametrize("bad", [{"prompt": "", "chosen": "a", "rejected": "b"},
-                                 {"prompt": "q", "chosen": "  ", "rejected": "b"},
-                                 {"prompt": "q", "chosen": "a"}])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"prompt": "", "chosen": "a", "rejected": "b"},
+        {"prompt": "q", "chosen": "  ", "rejected": "b"},
+        {"prompt": "q", "chosen": "a"},
+    ],
+)
 def test_bad_examples_raise_value_error(tok, bad):
     from playground import orpo
 
@@ -268,8 +299,9 @@ def test_breakdown_agrees_with_an_independent_float64_computation(tok, arch):
     with torch.no_grad():
         for ids, labels in ((ex.chosen_input_ids, ex.chosen_labels), (ex.rejected_input_ids, ex.rejected_labels)):
             logits = model(torch.tensor([ids]))[0].double()  # (T, V)
-            terms = [float(torch.log_softmax(logits[t - 1], -1)[labels[t]]) for t in range(1, len(ids))
-                     if labels[t] != -100]
+            terms = [
+                float(torch.log_softmax(logits[t - 1], -1)[labels[t]]) for t in range(1, len(ids)) if labels[t] != -100
+            ]
             per_token.append(terms)
             avgs.append(sum(terms) / len(terms))
     want = ref_orpo([avgs[0]], [avgs[1]], -avgs[0], lam)
@@ -329,13 +361,44 @@ def test_align_cli_trains_evaluates_and_saves(tok, tmp_path):
     checkpoints.save(checkpoints.Bundle(model, tok, {"arch": "llama"}), base)
     pairs = tmp_path / "pairs.jsonl"
     qa = [json.loads(line) for line in PREFERENCE_FILES["chatterbot"].read_text(encoding="utf-8").splitlines()[:40]]
-    pairs.write_text("".join(json.dumps({"prompt": r["prompt"], "chosen": r["answer"],
-                                         "rejected": qa[(i + 13) % 40]["answer"]}) + "\n"
-                             for i, r in enumerate(qa)), encoding="utf-8")
+    pairs.write_text(
+        "".join(
+            json.dumps({"prompt": r["prompt"], "chosen": r["answer"], "rejected": qa[(i + 13) % 40]["answer"]}) + "\n"
+            for i, r in enumerate(qa)
+        ),
+        encoding="utf-8",
+    )
     out = tmp_path / "aligned"
-    code = align.cli(["--base", str(base), "--data", str(pairs), "--out", str(out), "--steps", "4", "--batch-size",
-                     "4", "--warmup", "1", "--lr", "1e-3", "--max-len", "128", "--prompt-max-tokens", "96",
-                     "--eval-interval", "2", "--eval-pairs", "8", "--val-fraction", "0.2", "--device", "cpu"])
+    code = align.cli(
+        [
+            "--base",
+            str(base),
+            "--data",
+            str(pairs),
+            "--out",
+            str(out),
+            "--steps",
+            "4",
+            "--batch-size",
+            "4",
+            "--warmup",
+            "1",
+            "--lr",
+            "1e-3",
+            "--max-len",
+            "128",
+            "--prompt-max-tokens",
+            "96",
+            "--eval-interval",
+            "2",
+            "--eval-pairs",
+            "8",
+            "--val-fraction",
+            "0.2",
+            "--device",
+            "cpu",
+        ]
+    )
     assert code == 0
     doc = json.loads((out / "train_log.json").read_text())
     assert [r["step"] for r in doc["records"]] == [1, 2, 3, 4]

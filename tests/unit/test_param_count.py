@@ -18,8 +18,9 @@ def test_gpt_count_from_config(preset, bias, tie):
 @pytest.mark.parametrize("preset", ["tiny", "base"])
 @pytest.mark.parametrize("attn_bias,mlp_bias,tie", list(itertools.product([True, False], repeat=3)))
 def test_llama_count_from_config(preset, attn_bias, mlp_bias, tie):
-    config = dataclasses.replace(llama.PRESETS[preset], attention_bias=attn_bias, mlp_bias=mlp_bias,
-                                 tie_word_embeddings=tie, n_kv_heads=2)
+    config = dataclasses.replace(
+        llama.PRESETS[preset], attention_bias=attn_bias, mlp_bias=mlp_bias, tie_word_embeddings=tie, n_kv_heads=2
+    )
     assert introspect.param_count_of(config) == introspect.count_params(llama.Transformer(config))
 
 

@@ -46,11 +46,16 @@ def test_messages_shape_loads_with_the_prompt_as_all_but_the_last_message(tmp_pa
         for i, r in enumerate(raw):
             history = [{"role": "user", "content": r["prompt"]}]
             if i % 2:  # every other row: a longer conversation, as in mlabonne/orpo-dpo-mix-40k
-                history = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
-                           {"role": "assistant", "content": "Hello!"}] + history
-            row = {"chosen": history + [{"role": "assistant", "content": r["chosen"]}],
-                   "rejected": history + [{"role": "assistant", "content": r["rejected"]}],
-                   "source": "test"}
+                history = [
+                    {"role": "system", "content": "Be brief."},
+                    {"role": "user", "content": "Hi"},
+                    {"role": "assistant", "content": "Hello!"},
+                ] + history
+            row = {
+                "chosen": history + [{"role": "assistant", "content": r["chosen"]}],
+                "rejected": history + [{"role": "assistant", "content": r["rejected"]}],
+                "source": "test",
+            }
             f.write(json.dumps(row) + "\n")
     ds = data.load_preferences(str(path))
     assert len(ds) == 30
@@ -103,13 +108,15 @@ def test_tokenize_preferences_batched_with_masks(tok):
     for r in out:
         n = r["prompt_len"]
         assert len(r["chosen_input_ids"]) == len(r["rejected_input_ids"]) <= 128
-        for ids, labels in ((r["chosen_input_ids"], r["chosen_labels"]),
-                            (r["rejected_input_ids"], r["rejected_labels"])):
+        for ids, labels in (
+            (r["chosen_input_ids"], r["chosen_labels"]),
+            (r["rejected_input_ids"], r["rejected_labels"]),
+        ):
             assert labels[:n] == [-100] * n
             scored = [i for i, lab in enumerate(labels) if lab != -100]
             assert scored and scored[0] == n and scored == list(range(n, scored[-1] + 1))
             assert all(labels[i] == ids[i] for i in scored)
-            assert all(lab == -100 for lab in labels[scored[-1] + 1:])
+            assert all(lab == -100 for lab in labels[scored[-1] + 1 :])
 
 
 def test_split_is_seeded_and_keeps_prompts_on_one_side():
@@ -151,8 +158,11 @@ def test_rows_of_the_wrong_shape_raise(tmp_path):
 
 def test_pairs_with_an_empty_reply_are_dropped(tmp_path):
     path = tmp_path / "some_empty.jsonl"
-    rows = [{"prompt": "q1", "chosen": "a", "rejected": "b"}, {"prompt": "q2", "chosen": " ", "rejected": "b"},
-            {"prompt": "q3", "chosen": "a", "rejected": ""}]
+    rows = [
+        {"prompt": "q1", "chosen": "a", "rejected": "b"},
+        {"prompt": "q2", "chosen": " ", "rejected": "b"},
+        {"prompt": "q3", "chosen": "a", "rejected": ""},
+    ]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     ds = data.load_preferences(str(path))
     assert ds["prompt"] == [[{"role": "user", "content": "q1"}]]

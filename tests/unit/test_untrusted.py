@@ -22,8 +22,6 @@ CODE = sorted([*(ROOT / "playground").rglob("*.py"), ROOT / "app.py", *(ROOT / "
 PICKLERS = {"pickle", "cPickle", "_pickle", "joblib", "dill", "cloudpickle", "shelve", "marshal"}
 
 
-
-
 def tiny_bundle(seed: int = 0) -> checkpoints.Bundle:
     torch.manual_seed(seed)
     model = GPT(GPTConfig(vocab_size=VOCAB, context_length=16, n_embd=16, n_layer=1, n_head=2)).eval()

@@ -96,7 +96,8 @@ def test_steps_stream_and_raise_the_log_odds_ratio(client, llama_source, pair):
         llama_source, pair["prompt"], pair["chosen"], pair["rejected"], LAM, api_name="/orpo_breakdown"
     )
     assert f"after {n} ORPO step" in after[4]
-    assert numbers(after[2])["log_odds_ratio"] == pytest.approx(lor[-1], abs=2e-3)
+    # the breakdown shows 4 significant digits (13.39 for 13.387): within half a unit of its last digit
+    assert numbers(after[2])["log_odds_ratio"] == pytest.approx(lor[-1], rel=5e-4, abs=2e-3)
     assert "Dropped" in client.predict(api_name="/orpo_reset")
     assert (
         "shared model"

@@ -59,6 +59,6 @@ def test_a_space_with_the_hub_pair_cached_opens_on_it_and_generates(preloaded_sp
     job = client.submit(*HUB_PAIR, "What is a food recipe using apple?", False, True, 1.0, 0, 1.0, 8, 1, 0,
                         api_name="/compare_generate")  # fmt: skip
     list(job)
-    left, right, _, right_prompt, status = job.outputs()[-1]
+    left, right, _, right_prompt, status, _eos_curve = job.outputs()[-1]
     assert status.startswith("Done: 1 answer(s) per model") and "answer 1" in left and "answer 1" in right
     assert "<|assistant|>" in right_prompt  # the Instruct side got the chat template

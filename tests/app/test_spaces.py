@@ -30,6 +30,7 @@ def _serves_gpu_handlers(client) -> None:
     summary, *_ = client.predict("gpt-tiny", TEXT, api_name="/ce_score")
     assert "ce-loss" in summary
     pair = shipped_examples()[0]
+    client.predict(api_name="/orpo_reset")  # a fresh copy of the model: the steps count from 0
     job = client.submit(
         "llama-base", pair["prompt"], pair["chosen"], pair["rejected"], 0.5, 2, 1e-3, api_name="/orpo_steps"
     )

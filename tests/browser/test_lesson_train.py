@@ -78,7 +78,8 @@ def test_step_1(lesson_page):
     assert page.locator("#train-preset input[value='tiny']").is_checked()
     assert page.locator("#train-source input").input_value() == "austen"
     assert_visible(page, "train-lr", "train-total", "train-amount", "train-start", "train-continue")
-    per_burst = int(number_after(step, "Start**:"))
+    says(step, "100 steps take about")
+    per_burst = int(number_after(step, "once):"))  # "... (..., once): 100 steps take about ..."
     assert int(float(page.locator("#train-amount input").input_value())) == per_burst
     assert int(float(page.locator("#train-total input").input_value())) == int(number_after(step, "finish the"))
     s1 = burst(page, "#train-start", per_burst)
@@ -107,15 +108,35 @@ def test_step_2(lesson_page):
 
 
 def test_step_3(lesson_page):
-    """The attention maps: every head of every layer, and one layer's map labelled with the prompt's tokens."""
+    """The attention maps: every head of every layer (and each layer's average) as thumbnails, one map large with
+    the prompt's tokens along both axes; its weights are rows of probabilities over the tokens before."""
     page, step = lesson_page, step_text(LESSON, 3)
     says(step, "**attention maps**", "square root of each weight")
-    grid = page.locator("#train-attention img")
-    labelled = page.locator("#train-attention-labelled img")
-    assert grid.count() == 1 and labelled.count() == 1
-    for img in (grid, labelled):
-        size = img.evaluate("e => [e.naturalWidth, e.naturalHeight]")
-        assert min(size) > 50, size
+    view = page.locator("#train-attention .pg-attn")
+    assert view.count() == 1
+    n_layers = view.locator("table.pg-attn-grid tbody tr").count()
+    n_heads = view.locator("table.pg-attn-grid thead th").count() - 1  # the last column is the average
+    assert n_layers >= 1 and n_heads >= 1, (n_layers, n_heads)
+    assert view.locator("button.pg-attn-thumb img").count() == n_layers * (n_heads + 1)
+    assert view.locator("figure.pg-attn-map").count() == n_layers * (n_heads + 1)
+    shown = view.locator("figure.pg-attn-map:not([hidden])")
+    assert shown.count() == 1 and shown.is_visible()
+    t = int(shown.get_attribute("data-t"))
+    assert t >= 2
+    assert shown.locator(".pg-attn-cols span").count() == t == shown.locator(".pg-attn-rows span").count()
+    assert all(s.strip() for s in shown.locator(".pg-attn-cols span").all_inner_texts())
+    img = shown.locator(".pg-attn-cells img")
+    img.wait_for()
+    assert img.evaluate("e => [e.naturalWidth, e.naturalHeight]") == [t, t]  # one pixel per (query, key)
+    box = img.bounding_box()
+    assert box and min(box["width"], box["height"]) > 50, box  # drawn large
+    w = [int(v) for v in shown.get_attribute("data-w").split(",")]
+    assert len(w) == t * t
+    for q in range(t):
+        row = w[q * t : (q + 1) * t]
+        assert all(v == 0 for v in row[q + 1 :]), (q, row)  # causal: no weight on a later token
+        assert abs(sum(row) - 10_000) <= t, (q, sum(row))  # a probability row (weights x 10^4, rounded)
+    assert page.locator("#train-attention-reading li").count() == n_layers  # what each head does, per layer
 
 
 def test_step_4(lesson_page):

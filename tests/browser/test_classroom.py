@@ -59,7 +59,7 @@ def wait_value(pg, elem_id: str, value: str) -> None:
 def test_shared_link_restores_tab_and_inputs(open_page):
     pg = open_page(LINK)
     wait_value(pg, "sample-prompt", "A shared prompt")
-    assert selected_tab(pg) == "Sample"
+    assert selected_tab(pg) == "4 Sample"  # tab labels are numbered
     assert float(field(pg, "sample-temperature")) == pytest.approx(0.35)
     assert field(pg, "sample-topk") == "7" and field(pg, "sample-seed") == "42"
 
@@ -140,7 +140,7 @@ def test_demo_preset_fills_a_tab_and_opens_it(open_page):
     pg.locator("#start-presets input").click()
     pg.get_by_role("option", name="Sample: greedy (temperature 0)").click()
     pg.wait_for_function("() => document.querySelector('#sample-temperature input[type=number]')?.value === '0'")
-    assert selected_tab(pg) == "Sample"
+    assert selected_tab(pg) == "4 Sample"  # tab labels are numbered
     assert field(pg, "sample-prompt") == "Once upon a time"
 
 

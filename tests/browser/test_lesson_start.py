@@ -58,7 +58,7 @@ def test_step_2(lesson_page):
             "t => Number(document.querySelector('#sample-temperature input[type=number]')?.value) === Number(t)",
             arg=temperature,
         )
-        assert selected_tab(page) == "Sample"
+        assert selected_tab(page) == "4 Sample"  # tab labels are numbered
         before = page.locator("#sample-status").inner_text()
         click_and_wait(page, "#sample-generate", page.locator("#sample-status").get_by_text("Done:"), 120_000)
         page.wait_for_function(
@@ -86,7 +86,7 @@ def test_step_3(lesson_page):
             "() => document.querySelector('#sample-prompt textarea')?.value === 'A link for a classmate'",
             timeout=60_000,
         )
-        assert other.locator("[role=tab][aria-selected=true]").first.inner_text().strip() == "Sample"
+        assert other.locator("[role=tab][aria-selected=true]").first.inner_text().strip() == "4 Sample"
         t1 = page.locator("#sample-temperature input[type=number]").input_value()
         assert other.locator("#sample-temperature input[type=number]").input_value() == t1
     finally:

@@ -76,24 +76,48 @@ def test_step_2(lesson_page):
 
 
 def test_step_3(lesson_page):
-    """`President` and `president`: the capital P is a byte piece and cannot merge; the lower-case word merges."""
+    """`President? 2024!`: the bundled tokenizer has a piece for every printable ASCII character; a tokenizer
+    trained with the course's settings (coverage 0.995) spells `?`, `!`, the digits and capital P as byte pieces."""
     page, step = lesson_page, step_text(LESSON, 3)
-    says(step, "capital P", "byte piece")
-    upper, lower = re.findall(r"`(\w+)`", step)[:2]
-    type_text(page, upper)
+    says(step, "every printable ASCII character a piece", "**course settings**", "train on `all`")
+    says(step, "switches to your tokenizer", "`bundled BPE 4096` under **Compare with**", "capital P", "byte pieces")
+    text = re.search(r"Type `([^`]+)`", step).group(1)
+    type_text(page, text)
     shown = chips(page)
-    assert shown[0]["piece"] in ("▁", "▁<0x50>") or shown[1]["piece"] == "<0x50>", shown
-    assert any(c["byte"] and c["piece"] == "<0x50>" for c in shown), shown
-    n_upper = len(shown)
-    type_text(page, lower)
-    shown = chips(page)
-    assert not any(c["byte"] for c in shown) and len(shown) < n_upper, shown
+    assert not any(c["byte"] for c in shown), shown  # bundled: printable ASCII never falls back to bytes
+    assert "".join(c["piece"] for c in shown).replace("▁", " ") == text  # no dummy prefix: exact pieces
+    _open_training(page)
+    assert page.locator("#tok-settings input:checked").get_attribute("value").startswith("course settings")
+    choose(page, "tok-corpus", "all")
+    vocab = int(page.locator("#tok-vocab input[type=number]").input_value())
+    name = _train(page, "bpe", vocab)
+    assert page.locator("#tok-choice input").input_value() == name  # the tab switched to it
+    choose(page, "tok-compare", "bundled BPE 4096", leave="#tok-text textarea")
+    page.wait_for_function(
+        "v => document.querySelector('#tok-stats-b-inner')?.textContent.includes(v)", arg="bundled BPE 4096"
+    )
+    page.wait_for_function("v => document.querySelector('#tok-stats-inner')?.textContent.includes(v)", arg=name)
+    mine = [c["piece"] for c in chips(page) if c["byte"]]
+    for char in "P?!" + "".join(ch for ch in text if ch.isdigit()):
+        assert f"<0x{ord(char):02X}>" in mine, (char, chips(page))
+    assert not any(c["byte"] for c in chips(page, "tok-chips-b")), chips(page, "tok-chips-b")
+    spaced = re.search(r"\(` (\w+)` starts", step).group(1)
+    type_text(page, " " + spaced)
+    assert [c["piece"] for c in chips(page)][:2] == ["▁", f"<0x{ord(spaced[0]):02X}>"], chips(page)
 
 
-def _train(page, model_type: str, vocab: int, name: str) -> None:
+def _train(page, model_type: str, vocab: int) -> str:
+    """Train with the panel's current settings; return the new tokenizer's name (`my bpe 300 #2`)."""
     choose(page, "tok-model-type", model_type)
     set_number(page, "tok-vocab", vocab)
-    click_and_wait(page, "#tok-train", page.locator("#tok-train-status").get_by_text(name))
+    status = page.locator("#tok-train-status")
+    before = status.inner_text() if status.count() else ""
+    named = re.compile(rf"my {model_type} {vocab} #\d+")
+    click_and_wait(page, "#tok-train", status.get_by_text(named), timeout=180_000)
+    page.wait_for_function(
+        "b => document.querySelector('#tok-train-status').innerText !== b", arg=before, timeout=180_000
+    )
+    return named.search(status.inner_text()).group(0)
 
 
 def _open_training(page) -> None:
@@ -103,21 +127,24 @@ def _open_training(page) -> None:
 
 
 def test_step_4(lesson_page):
-    """Train bpe 300 then 4000 on austen; compare: the bigger vocabulary gives more characters per token."""
+    """bpe 300 then 4000 on austen: 300 falls back to coverage 0.98 and says so; the bigger vocabulary gives more
+    characters per token."""
     page, step = lesson_page, step_text(LESSON, 4)
     says(step, "Train your own", "`bpe`", "on `austen`", "Compare with", "characters per token")
+    says(step, "lowers the coverage to 0.98", "and says so", "smallest size the course's setting would need")
     small, big = int(number_after(step, "vocabulary")), int(number_after(step, "then"))
+    type_text(page, "She was not sorry to hear that the family were very well and happy in their new home.")
     _open_training(page)
     choose(page, "tok-corpus", "austen")
-    _train(page, "bpe", small, f"my bpe {small} #1")
-    _train(page, "bpe", big, f"my bpe {big} #2")
-    page.wait_for_function(
-        "v => document.querySelector('#tok-stats-inner')?.textContent.includes(v)", arg=f"my bpe {big} #2"
-    )
-    choose(page, "tok-compare", f"my bpe {small} #1", leave="#tok-text textarea")
-    page.wait_for_function(
-        "v => document.querySelector('#tok-stats-b-inner')?.textContent.includes(v)", arg=f"my bpe {small} #1"
-    )
+    small_name = _train(page, "bpe", small)
+    said = " ".join(page.locator("#tok-train-status").inner_text().split())
+    least = re.search(r"needs at least (\d+) pieces, so it was trained with coverage 0\.98", said)
+    assert least and int(least.group(1)) > small, said
+    big_name = _train(page, "bpe", big)
+    assert "0.98" not in page.locator("#tok-train-status").inner_text()  # 4000 holds the course's coverage
+    page.wait_for_function("v => document.querySelector('#tok-stats-inner')?.textContent.includes(v)", arg=big_name)
+    choose(page, "tok-compare", small_name, leave="#tok-text textarea")
+    page.wait_for_function("v => document.querySelector('#tok-stats-b-inner')?.textContent.includes(v)", arg=small_name)
     assert stat(page, "characters per token") > stat(page, "characters per token", "tok-stats-b")
 
 
@@ -131,11 +158,11 @@ def test_step_5(lesson_page):
     type_text(page, text)
     _open_training(page)
     vocab = int(page.locator("#tok-vocab input[type=number]").input_value())
-    _train(page, "char", vocab, "my char")
-    page.wait_for_function("() => document.querySelector('#tok-stats-inner')?.textContent.includes('my char')")
+    name = _train(page, "char", vocab)
+    page.wait_for_function("v => document.querySelector('#tok-stats-inner')?.textContent.includes(v)", arg=name)
     assert page.locator("#tok-stats-inner .pg-ok").is_visible()  # exact round trip: bytes cover every character
-    _train(page, "word", vocab, "my word")
-    page.wait_for_function("() => document.querySelector('#tok-stats-inner')?.textContent.includes('my word')")
+    name = _train(page, "word", vocab)
+    page.wait_for_function("v => document.querySelector('#tok-stats-inner')?.textContent.includes(v)", arg=name)
     assert "⁇" in page.locator("#tok-stats-inner [data-key='decoded']").inner_text()
 
 
@@ -156,9 +183,14 @@ def test_step_6(lesson_page):
 def test_notice(lesson_page):
     """What to notice: spaces live inside pieces; special tokens typed as text are spelled out, never forged."""
     page, notice = lesson_page, section(LESSON, "What to notice")
-    says(notice, "Spaces live *inside* pieces", "typed as plain text here they are spelled out")
+    says(notice, "Spaces live *inside* pieces", "typed as plain text (here, or in a chat message) they are spelled out")
+    says(notice, "no `▁` before the first word")
+    if page.locator("#tok-choice input").input_value() != "bundled BPE 4096":
+        choose(page, "tok-choice", "bundled BPE 4096", leave="#tok-text textarea")
     type_text(page, "the cat and the hat")
-    assert any(c["piece"].startswith("▁") and len(c["piece"]) > 1 for c in chips(page))
+    shown = [c["piece"] for c in chips(page)]
+    assert any(p.startswith("▁") and len(p) > 1 for p in shown), shown
+    assert not shown[0].startswith("▁") and "".join(shown).replace("▁", " ") == "the cat and the hat", shown
     for special in re.findall(r"`(<\|?\w+\|?>|</s>)`", notice.split("Special tokens", 1)[1]):
         type_text(page, special)
         assert not any(c["special"] for c in chips(page)), f"typing {special} gave the special token"

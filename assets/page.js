@@ -1,7 +1,9 @@
 // Accessibility patches on Gradio's own markup, applied as the page changes (docs/accessibility.md lists them):
 // - an empty image/plot/file box is a <div aria-label="Empty value"> without a role, and ARIA forbids aria-label on a
 //   plain div (axe: aria-prohibited-attr): give it role="img" so the label is announced;
-// - a lesson panel that scrolls must be reachable by keyboard (axe: scrollable-region-focusable): tabindex=0.
+// - a lesson panel that scrolls must be reachable by keyboard (axe: scrollable-region-focusable): tabindex=0;
+// - so must a display formula too wide for its column, which scrolls in its own box (style.css): tabindex=0 while
+//   it overflows (checked again when the page changes, on resize and on clicks, e.g. a tab opened).
 (() => {
   let queued = false;
   const fix = () => {
@@ -12,9 +14,21 @@
       el.setAttribute("role", "region");
       el.setAttribute("aria-label", "Lesson text");
     });
+    document.querySelectorAll(".pg-lesson-text .katex-display").forEach((el) => {
+      const wide = el.scrollWidth > el.clientWidth;
+      if (wide && !el.hasAttribute("tabindex")) {
+        el.setAttribute("tabindex", "0");
+        el.dataset.pgScroll = "1";
+      } else if (!wide && el.dataset.pgScroll) {
+        el.removeAttribute("tabindex");
+        delete el.dataset.pgScroll;
+      }
+    });
   };
   const schedule = () => { if (!queued) { queued = true; requestAnimationFrame(fix); } };
   new MutationObserver(schedule).observe(document.documentElement, { childList: true, subtree: true });
+  window.addEventListener("resize", schedule);
+  document.addEventListener("click", schedule);
   schedule();
 })();
 

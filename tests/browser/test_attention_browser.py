@@ -37,7 +37,8 @@ def test_hover_click_and_keys(page):
     fig.wait_for()
     assert fig.count() == 1 and "Layer 2, average of the heads · step 30" in fig.locator("figcaption").inner_text()
     tokens = page.evaluate("(f) => JSON.parse(f.dataset.tokens)", fig.element_handle())
-    assert tokens[:2] == ["␣Emma", "␣Woodhouse"]  # the prompt's own tokens, word-start mark shown as ␣
+    # the prompt's own tokens, word-start mark shown as ␣ (the tokenizer adds no dummy prefix: the first word has none)
+    assert tokens[:3] == ["Em", "ma", "␣Woodhouse"]
 
     text = _hover(page, fig, 3, 1)
     assert f"query “{tokens[3]}” (token 4)" in text and f"key “{tokens[1]}” (token 2)" in text

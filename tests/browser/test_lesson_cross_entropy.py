@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import re
 
 import pytest
 
@@ -119,44 +120,47 @@ def break_it(page, exp: float) -> dict:
     return {"rows": value, "verdict": page.locator("#ce-break-verdict").inner_text()}
 
 
-def _walk(page, dtype: str, stop) -> tuple[float, dict, list]:
-    """Raise the scale in steps of 0.5 (10^0, 10^0.5, ...) until `stop(result)`; the scale and result there."""
-    pick_radio(page, "ce-dtype", dtype)
-    seen = []
-    for exp in [x / 2 for x in range(0, 13)]:
-        r = break_it(page, exp)
-        seen.append((exp, r))
-        if stop(r):
-            return exp, r, seen
-    raise AssertionError(f"{dtype}: never reached the expected state up to 10^6: {seen[-1]}")
-
-
 def naive_broke(r) -> bool:
     return not math.isfinite(r["rows"]["naive manual"])
 
 
 def test_step_5(lesson_page):
-    """float16: step by step, the naive loss turns inf/nan while log-sum-exp and PyTorch keep the right value;
-    float32 takes a much larger scale; far enough in float16 the logits no longer fit, and the tab says so."""
+    """The slider sets the largest logit to 10^x. float16: at the step's first x all three agree; at its second the
+    naive loss turns inf/nan while log-sum-exp and PyTorch still agree; at its third the logits no longer fit and the
+    tab says so. float32: the naive loss breaks at the x the step gives, later than in float16, not just before."""
     page, step = lesson_page, step_text(LESSON, 5)
     says(
         step,
-        "pick `float16`",
-        "log-sum-exp and PyTorch keep the right value",
-        "`float32`: it takes a much larger",
+        "the slider multiplies the logits so that the largest one is $10^x$",
+        "Pick `float16`",
+        "all three agree",
+        "log-sum-exp and PyTorch still agree",
         "nothing can help, and the tab says so",
+        "Repeat with `float32`",
     )
+    xs = [float(x) for x in re.findall(r"at \$x = ([\d.]+)\$", step)]
+    assert len(xs) == 3, f"the step no longer walks float16 at three values of x: {xs}"
+    agree_x, naive_x, far_x = xs
     fill_text(page, "ce-text", text_of(page, "ce-text"))  # the text of step 4 stays
     assert_visible(page, "ce-dtype", "ce-scale", "ce-break-go")
-    exp16, r16, seen = _walk(page, "float16", naive_broke)
-    assert seen[0][0] == 0 and not naive_broke(seen[0][1]), "float16 is broken already at the model's own logits"
-    ref = r16["rows"]["float64 reference"]
+
+    pick_radio(page, "ce-dtype", "float16")
+    r = break_it(page, agree_x)
+    assert "All three agree" in r["verdict"] and not naive_broke(r), r
+    r = break_it(page, naive_x)
+    assert naive_broke(r) and "overflows" in r["verdict"], r
+    ref = r["rows"]["float64 reference"]
     for name in ("stable manual (log-sum-exp)", "F.cross_entropy"):
-        assert r16["rows"][name] == pytest.approx(ref, rel=1e-2), (name, r16)
-    exp32, _, _ = _walk(page, "float32", naive_broke)
-    assert exp32 >= exp16 + 1, (exp16, exp32)  # at least ten times the scale
-    _, far, _ = _walk(page, "float16", lambda r: "no longer fit" in r["verdict"])  # the tab says so
+        assert r["rows"][name] == pytest.approx(ref, rel=1e-2), (name, r)
+    far = break_it(page, far_x)
+    assert "no formula can recover it" in far["verdict"], far  # the tab says so
     assert not math.isfinite(far["rows"]["float64 reference"]), far  # and it is so: the cast logits hold inf
+
+    pick_radio(page, "ce-dtype", "float32")
+    x32 = float(re.search(r"the naive loss breaks past \$x = ([\d.]+)\$", step).group(1))
+    assert x32 > naive_x
+    assert not naive_broke(break_it(page, round(x32 - 0.1, 2)))
+    assert naive_broke(break_it(page, x32))
 
 
 def test_notice(lesson_page):

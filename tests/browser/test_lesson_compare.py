@@ -5,11 +5,11 @@ from __future__ import annotations
 import re
 
 from playground.tokenizer import load_tokenizer
+from playground.ui.compare_tab import COURSE_PROMPT, DEMO
 from tests.browser.lesson_steps import (
     assert_visible,
     click_and_wait,
     errors,
-    fill_text,
     lesson_page_fixture,
     number_after,
     says,
@@ -40,18 +40,40 @@ def generate(page) -> tuple[list[str], list[str]]:
 
 
 def test_step_1(lesson_page):
-    """Bundled pair: llama-base (raw text) left, llama-aligned (chat template) right; the course's settings."""
+    """Bundled pair: llama-base (raw text) left, llama-aligned (chat template) right; a held-out question greedy, then
+    the course's question at the course's settings."""
     page, step = lesson_page, step_text(LESSON, 1)
-    says(step, "`llama-base` left (raw text)", "`llama-aligned` right (chat template)", "**Generate both**")
+    says(
+        step,
+        "`llama-base` left (raw text)",
+        "`llama-aligned` right (chat template)",
+        "Pick a question from **Held-out questions**",
+        "temperature 0 (greedy)",
+        "**Generate both**",
+        "the course's question at temperature 1, top-k 50",
+    )
     page.locator("#compare-bundled").click()
     page.wait_for_function("() => document.querySelector('#compare-right-model input').value === 'llama-aligned'")
     assert page.locator("#compare-left-model input").input_value() == "llama-base"
     assert not page.locator("#compare-left-chat input").is_checked()
     assert page.locator("#compare-right-chat input").is_checked()
-    fill_text(page, "compare-prompt", re.search(r"Prompt: \*([^*]+)\*", step).group(1))
-    assert_visible(page, "compare-temperature", "compare-topk", "compare-seed", "compare-answers")
+    assert_visible(page, "compare-demo", "compare-temperature", "compare-topk", "compare-seed", "compare-answers")
+
+    # a held-out question (offered by default): its prompt, options included, is in the prompt box
+    assert DEMO, "the tab offers no held-out questions"
+    assert page.locator("#compare-demo input").input_value() == DEMO[0]["label"]
+    assert page.locator("#compare-prompt textarea").input_value() == DEMO[0]["prompt"]
     set_number(page, "compare-temperature", number_after(step, "temperature"))
-    set_number(page, "compare-topk", number_after(step, "top-k"))
+    left, right = generate(page)
+    assert len(left) == len(right) == 1 and left[0] and right[0]
+
+    # the course's question (the last entry of the list), at the course's settings
+    page.locator("#compare-demo input").click()
+    page.get_by_role("option", name=COURSE_PROMPT).click()
+    page.wait_for_function("q => document.querySelector('#compare-prompt textarea').value === q", arg=COURSE_PROMPT)
+    flat = " ".join(step.split())
+    set_number(page, "compare-temperature", number_after(flat, "the course's question at temperature"))
+    set_number(page, "compare-topk", number_after(flat, "top-k"))
     left, right = generate(page)
     assert len(left) == len(right) == 1 and left[0] and right[0]
 

@@ -85,8 +85,10 @@ def render(template: str, messages: list, add_generation_prompt: bool, tokens: d
 
 
 # ------------------------------------------------------------------------------------------ the worker side
-@functools.lru_cache(maxsize=16)
-def _compiled(template: str):
+def compile_template(template: str, bounded: bool = True):
+    """A chat template compiled in Jinja's immutable sandbox with the globals Hugging Face templates use
+    (`raise_exception`, `strftime_now`). `bounded` also refuses huge string repetitions and powers while they run:
+    for templates from the Hub (the app's own template is compiled unbounded, in process, by tokenizer.py)."""
     import jinja2
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -106,13 +108,17 @@ def _compiled(template: str):
                 raise ValueError(f"a power of {right} (refused)")
             return super().call_binop(context, operator, left, right)
 
-    env = Bounded(trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"])
+    kind = Bounded if bounded else ImmutableSandboxedEnvironment
+    env = kind(trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"])
     env.globals["raise_exception"] = raise_exception
     env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
     try:
         return env.from_string(template)
     except jinja2.TemplateError as exc:
         raise ValueError(f"chat template failed to compile: {exc}") from exc
+
+
+_compiled = functools.lru_cache(maxsize=16)(compile_template)
 
 
 def _answer(request: dict) -> dict:

@@ -26,7 +26,6 @@ import time
 import zipfile
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
-from datetime import datetime
 from pathlib import Path
 
 from playground import CHECKPOINTS
@@ -252,19 +251,9 @@ def render_chat_template(template: str, messages: list[dict], add_generation_pro
 @functools.lru_cache(maxsize=16)
 def _compiled_template(template: str):
     """Compile a template once: compiling costs ~5 ms, rendering a few µs, and datasets render thousands."""
-    import jinja2
-    from jinja2.sandbox import ImmutableSandboxedEnvironment
+    from playground import template_sandbox
 
-    def raise_exception(message):
-        raise ValueError(f"chat template: {message}")
-
-    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"])
-    env.globals["raise_exception"] = raise_exception
-    env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
-    try:
-        return env.from_string(template)
-    except jinja2.TemplateError as exc:
-        raise ValueError(f"chat template failed to compile: {exc}") from exc
+    return template_sandbox.compile_template(template, bounded=False)
 
 
 # ------------------------------------------------------------------------------------ SentencePiece

@@ -25,13 +25,18 @@ lesson_page = lesson_page_fixture(LESSON)
 EOS = "■ [end of sequence]"
 
 
+_WATCH_STATUS = """() => { const s = document.querySelector('#compare-status'); window.__pgStatusMoved = false;
+  new MutationObserver((_, o) => { window.__pgStatusMoved = true; o.disconnect(); })
+    .observe(s, {subtree: true, childList: true, characterData: true, attributes: true}); }"""
+
+
 def generate(page) -> tuple[list[str], list[str]]:
-    """Generate both; the answers of each column (split at their `── answer n ──` headers)."""
-    before = page.locator("#compare-status").inner_text()
+    """Generate both; the answers of each column (split at their `── answer n ──` headers). The status line is
+    watched for any change, its status tracker included (it can read the same "Done: ..." twice), then for "Done"."""
+    page.evaluate(_WATCH_STATUS)
     click_and_wait(page, "#compare-generate", page.locator("#compare-status").get_by_text("Done:"), 180_000)
     page.wait_for_function(
-        "b => { const s = document.querySelector('#compare-status').innerText; return s.includes('Done') && s !== b; }",
-        arg=before,
+        "() => window.__pgStatusMoved && document.querySelector('#compare-status').innerText.includes('Done')",
         timeout=180_000,
     )
     settle(page, "compare-left", "compare-right")

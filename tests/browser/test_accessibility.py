@@ -72,6 +72,6 @@ def test_no_serious_violations(browser, app_url, tab, theme):
 
 @pytest.mark.parametrize(("tab", "theme"), [("train", "dark"), ("cross_entropy", "light"), ("orpo", "dark")])
 def test_phone_width_no_serious_violations(browser, app_url, tab, theme):
-    """At 390 px: the tab bar wrapped onto three rows, the plots' legend lists, tables that scroll sideways (an empty
+    """At 390 px: the tab bar wrapped onto several rows, the plots' legend lists, tables that scroll sideways (an empty
     one too: its first header takes the focus, assets/page.js), the table's headers beside '⋮'."""
     _audit(browser, app_url, tab, theme, 390)

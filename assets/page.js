@@ -3,7 +3,11 @@
 //   plain div (axe: aria-prohibited-attr): give it role="img" so the label is announced;
 // - a lesson panel that scrolls must be reachable by keyboard (axe: scrollable-region-focusable): tabindex=0;
 // - so must a display formula too wide for its column, which scrolls in its own box (style.css): tabindex=0 while
-//   it overflows (checked again when the page changes, on resize and on clicks, e.g. a tab opened).
+//   it overflows (checked again when the page changes, on resize and on clicks, e.g. a tab opened);
+// - so must a table's scrolling box (Gradio's .virtual-table-viewport), which on a phone scrolls sideways. It sits in
+//   the table's role="grid", where a focusable box breaks the grid's structure (axe: aria-required-children), and an
+//   empty table has no focusable cell: its first header takes tabindex=0 while it overflows (the arrow keys then walk
+//   the headers, and the box scrolls with them).
 (() => {
   let queued = false;
   const fix = () => {
@@ -22,6 +26,19 @@
       } else if (!wide && el.dataset.pgScroll) {
         el.removeAttribute("tabindex");
         delete el.dataset.pgScroll;
+      }
+    });
+    document.querySelectorAll(".virtual-table-viewport").forEach((el) => {
+      const th = el.querySelector("th");
+      if (!th) return;
+      const scrolls = el.scrollWidth > el.clientWidth + 1 || el.scrollHeight > el.clientHeight + 1;
+      const cell = el.querySelector("[tabindex='0']:not([data-pg-scroll])");  // Gradio's own focusable cell
+      if (scrolls && !cell && th.tabIndex < 0) {
+        th.tabIndex = 0;
+        th.dataset.pgScroll = "1";
+      } else if ((!scrolls || cell) && th.dataset.pgScroll) {
+        th.tabIndex = -1;
+        delete th.dataset.pgScroll;
       }
     });
   };

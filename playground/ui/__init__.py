@@ -36,7 +36,9 @@ def build_app() -> gr.Blocks:
         )
         instructor = share.instructor_toggle()
         session = gr.State(value=new_session(), time_to_live=_ttl())
-        with gr.Tabs(elem_id="pg-tabs") as tabs:
+        # "wrap": on a phone the tab bar wraps onto more rows instead of folding five lessons into a "⋯" menu, so every
+        # label the lessons name ("Click **1 Tokenize**") stays on screen (tests/browser/test_phone_layout.py)
+        with gr.Tabs(elem_id="pg-tabs", overflow_behavior="wrap") as tabs:
             ctx = TabContext(demo=demo, session=session, tabs=tabs, instructor=instructor)
             for name in TABS:
                 importlib.import_module(f"playground.ui.{name}").build(ctx)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import html
 import logging
 import threading
 import time
@@ -320,6 +321,25 @@ def source_hint(first: str) -> str:
 
     folder = ", a local folder" if LIMITS.allow_local_paths else ""
     return f"{first}{folder}, or a Hub id such as HuggingFaceTB/SmolLM2-135M"
+
+
+# ----------------------------------------------------------------------------------------------- plots
+def plot_legend(colours: dict[str, str], elem_id: str) -> gr.HTML:
+    """The colour legend of the line plot just above, as a list that wraps onto more rows on a narrow screen.
+
+    Gradio draws its plots with Vega-Lite, whose bottom legend stays on one row: at phone width (390 px) the last
+    entries fell outside the plot and were cut off, and Gradio offers no legend setting. So the plot is given these
+    colours (`color_map`), this list names them, and style.css hides Vega's own legend in the page (the exported PNG
+    still draws it, on one row)."""
+    items = "".join(
+        f"<li><span class='pg-swatch' style='background:{colour}'></span>{html.escape(name)}</li>"
+        for name, colour in colours.items()
+    )
+    return gr.HTML(
+        f"<ul class='pg-legend' aria-label='Legend of the plot above'>{items}</ul>",
+        elem_id=elem_id,
+        padding=False,
+    )
 
 
 # ----------------------------------------------------------------------------------------------- exports

@@ -118,11 +118,17 @@ def stream_compare(
         _column(sides[1]["done"], None, 0),
         *shown,
         f"Done: {n_answers} answer(s) per model, seed {s.seed}, in {time.perf_counter() - t0:.2f} s.{notes}",
-        eos_frame(sides, (left, right)),
+        gr.LinePlot(eos_frame(sides, (left, right)), color_map=eos_colours((left, right))),
     )
 
 
 EOS_COLUMN = "p_eos"
+EOS_COLOURS = {"left": "#d97706", "right": "#6366f1"}  # each column's model, in the plot and in its legend
+
+
+def eos_colours(names: tuple[str, str]) -> dict[str, str]:
+    """The plot's colour for each line of eos_frame (named "left: <model>", "right: <model>")."""
+    return {f"{where}: {name}": colour for (where, colour), name in zip(EOS_COLOURS.items(), names, strict=True)}
 
 
 def eos_probs(bundle, prompt: list[int], new: list[int]) -> list[float]:
@@ -140,7 +146,7 @@ def eos_probs(bundle, prompt: list[int], new: list[int]) -> list[float]:
 def eos_frame(sides: list[dict], names: tuple[str, str]) -> pd.DataFrame:
     """The EOS-probability curve of each side's first answer: step k = before generated token k (1-based)."""
     rows = []
-    for side, name, where in zip(sides, names, ("left", "right"), strict=True):
+    for side, name, where in zip(sides, names, EOS_COLOURS, strict=True):
         new = (side.get("new_ids") or [[]])[0]
         label = f"{where}: {name}"
         rows += [(k + 1, p, label) for k, p in enumerate(eos_probs(side["bundle"], side["ids"], new))]
@@ -247,6 +253,7 @@ def build(ctx: common.TabContext) -> None:
                     )
                 status = gr.Markdown(elem_id="compare-status")
                 eos_plot = _eos_plot()
+                common.plot_legend({f"{w} column's model": c for w, c in EOS_COLOURS.items()}, "compare-eos-legend")
                 show = gr.Checkbox(
                     False, label="Show the exact prompt strings (with special tokens)", elem_id="compare-show-prompts"
                 )

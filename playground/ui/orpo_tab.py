@@ -22,6 +22,8 @@ from playground.ui import common, share
 
 DEFAULT_MODEL = "llama-base"
 STEP_HEADERS = ["step", "loss", "log odds ratio", "chosen avg log p", "rejected avg log p", "sigmoid", "seconds"]
+# the plot's three lines, in the order of the table's columns; mid tones, readable on the light and the dark page
+PLOT_COLOURS = {"log odds ratio": "#6366f1", "chosen avg log p": "#16a34a", "rejected avg log p": "#dc2626"}
 CUSTOM = "(write your own below)"
 
 
@@ -224,11 +226,7 @@ def take_steps(choice, prompt, chosen, rejected, lam, n, lr, session):
         )
         plot += [
             {"step": step, "value": v, "series": s}
-            for s, v in (
-                ("log odds ratio", rec.log_odds_ratio),
-                ("chosen avg log p", rec.chosen_logp),
-                ("rejected avg log p", rec.rejected_logp),
-            )
+            for s, v in zip(PLOT_COLOURS, (rec.log_odds_ratio, rec.chosen_logp, rec.rejected_logp), strict=True)
         ]
         status = f"Step {rec.step} of {n} on your own copy of {choice} ({mine['steps']} ORPO steps in all)."
         yield (
@@ -304,11 +302,13 @@ def build(ctx: common.TabContext) -> None:
                     x="step",
                     y="value",
                     color="series",
+                    color_map=PLOT_COLOURS,
                     label="per step",
                     height=260,
                     elem_id="orpo-plot",
                     buttons=["export", "fullscreen"],
                 )
+                common.plot_legend(PLOT_COLOURS, "orpo-legend")
                 table = gr.Dataframe(
                     headers=STEP_HEADERS, label="per step", interactive=False, elem_id="orpo-steps-table"
                 )

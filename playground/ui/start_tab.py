@@ -51,8 +51,8 @@ def build(ctx: common.TabContext) -> None:
 
 
 def next_step(ctx: common.TabContext, tab_id: str) -> None:
-    """A "Next: 2 Cross-entropy ▶" button at the end of a tab: the path through the tabs, also on a phone where
-    Gradio folds most tab labels into a "⋯" menu."""
+    """A "Next: 2 Cross-entropy ▶" button at the end of a tab: the path through the tabs, one tap away where the
+    lesson ends (on a phone the tab bar, wrapped onto three or four rows, is a long scroll up)."""
     ids = [t for t, _, _ in STEPS]
     if tab_id not in ids or ids.index(tab_id) == len(ids) - 1 or ctx.tabs is None:
         return

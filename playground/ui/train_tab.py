@@ -754,29 +754,31 @@ def _training_panel(w: SimpleNamespace, tiny: dict) -> None:
 def _plots(w: SimpleNamespace) -> None:
     common_args = dict(x="step", color="series", x_axis_format="d", height=260, buttons=["export", "fullscreen"])
     with gr.Row():
-        w.loss_plot = gr.LinePlot(
-            loss_frame(None),
-            y="loss",
-            color_map=LOSS_COLOURS,
-            colors_in_legend=list(LOSS_COLOURS),
-            y_axis_format=".1f",
-            y_lim=[0, None],
-            label="Loss (nats/token)",
-            scale=3,  # wider than the LR plot: its legend has four entries
-            elem_id="train-loss-plot",
-            **common_args,
-        )
-        w.lr_plot = gr.LinePlot(
-            lr_frame(None),
-            y="lr",
-            color_map=LR_COLOURS,
-            colors_in_legend=list(LR_COLOURS),
-            y_axis_format="~g",
-            label="Learning rate",
-            scale=2,
-            elem_id="train-lr-plot",
-            **common_args,
-        )
+        with gr.Column(scale=3, min_width=300):  # wider than the LR plot: its legend has four entries
+            w.loss_plot = gr.LinePlot(
+                loss_frame(None),
+                y="loss",
+                color_map=LOSS_COLOURS,
+                colors_in_legend=list(LOSS_COLOURS),
+                y_axis_format=".1f",
+                y_lim=[0, None],
+                label="Loss (nats/token)",
+                elem_id="train-loss-plot",
+                **common_args,
+            )
+            common.plot_legend(LOSS_COLOURS, "train-loss-legend")
+        with gr.Column(scale=2, min_width=240):
+            w.lr_plot = gr.LinePlot(
+                lr_frame(None),
+                y="lr",
+                color_map=LR_COLOURS,
+                colors_in_legend=list(LR_COLOURS),
+                y_axis_format="~g",
+                label="Learning rate",
+                elem_id="train-lr-plot",
+                **common_args,
+            )
+            common.plot_legend(LR_COLOURS, "train-lr-legend")
 
 
 def _results_panel(w: SimpleNamespace) -> None:

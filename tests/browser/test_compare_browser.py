@@ -1,10 +1,12 @@
-"""Chromium on the Aligned-vs-base tab: two columns fill side by side; the prompt strings can be shown."""
+"""Chromium on the Aligned-vs-base tab: two columns fill side by side; the prompt strings can be shown; the
+p(end-of-sequence) plot's legend names both lines in their colours, at 1400 px and at phone width."""
 
 from __future__ import annotations
 
 import pytest
 
 from tests.app.test_sample_app import model_sources
+from tests.browser.test_plots_browser import at_each_width, legend_seen
 from tests.browser.test_sample_browser import choose_model
 from tests.conftest import open_tab, screenshot
 
@@ -42,3 +44,10 @@ def test_two_columns_side_by_side(page, pair):
     assert "<|user|>" in right_prompt.input_value()
     page.locator("#compare-generate").scroll_into_view_if_needed()
     screenshot(page, "compare")
+
+    want = {"left column's model", "right column's model"}
+
+    def check(width: int) -> None:
+        assert legend_seen(page, "#compare-eos-plot", "#compare-eos-legend") == want, f"at {width} px"
+
+    at_each_width(page, check)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import html
+import inspect
 import logging
 import math
 import tempfile
@@ -89,6 +90,47 @@ class Run:
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state, lock=threading.Lock(), stop=threading.Event())
+
+
+@dataclass(frozen=True)
+class TrainForm:
+    """What Start and Continue read from the tab, one field per widget, as the widgets send it (or an API client:
+    any value). `shape()` and `train_config()` check the values and say what is wrong; Continue reads only the
+    training and view fields (the data and the shape are the run's own)."""
+
+    source: str  # a corpus name, or MY_TEXT
+    text: str | None  # pasted text (MY_TEXT only)
+    file: str | None  # an uploaded .txt file's path (MY_TEXT only; wins over `text`)
+    arch: str  # "gpt" or "llama"
+    preset: str  # a key of PRESETS
+    n_layer: int
+    n_head: int
+    n_embd: int
+    context: int
+    lr: float  # the peak learning rate
+    batch: int
+    total: int  # steps of the whole schedule
+    warmup: int  # warmup steps
+    mode: str  # the burst is bounded by "steps" or "seconds"
+    amount: float  # how many of them
+    prompt: str  # the sample prompt ("" means DEFAULT_PROMPT)
+    attn_prompt: str  # the attention maps' prompt ("" means ATTN_PROMPT)
+    layer: int  # the layer whose maps show first
+
+    @classmethod
+    def from_values(cls, values) -> TrainForm:
+        """The form from the widgets' values, in the order of the fields (Gradio's `inputs=` after the session)."""
+        return cls(*values)
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(cls))
+
+    def shape(self) -> dict:
+        return _shape(self.arch, self.n_layer, self.n_head, self.n_embd, self.context)
+
+    def train_config(self) -> tuple[train.TrainConfig, int | None]:
+        return _train_config(self.lr, self.batch, self.total, self.warmup, self.mode, self.amount, self.prompt)
 
 
 # ------------------------------------------------------------------------------------------ checking inputs
@@ -176,9 +218,11 @@ def _train_config(lr, batch, total_steps, warmup, mode, amount, prompt) -> tuple
 
 
 def _burst_seconds(a: dict) -> float:
-    """GPU seconds a burst asks ZeroGPU for: its time bound, or ~50 ms a step; plus building and evaluating."""
-    amount = common.gpu_seconds(a, "amount", 100)
-    return 20 + (amount if a.get("mode") == "seconds" else 0.05 * amount)
+    """GPU seconds a burst asks ZeroGPU for: its time bound, or ~50 ms a step; plus building and evaluating.
+    `a`: the handler's arguments by name (`session`, `form`)."""
+    form = vars(a["form"])
+    amount = common.gpu_seconds(form, "amount", 100)
+    return 20 + (amount if form.get("mode") == "seconds" else 0.05 * amount)
 
 
 def _read_text(text: str | None, file) -> str:
@@ -345,7 +389,7 @@ def _warm_up(tokenizer, d: data.TokenData) -> None:
     with torch.no_grad():
         for p in model.parameters():
             p.copy_(torch.linspace(-0.02, 0.02, p.numel()).view_as(p))
-    cfg, _ = _train_config(tiny["lr"], tiny["batch"], tiny["steps"], 20, "steps", 2, DEFAULT_PROMPT)
+    cfg, _ = _train_config(tiny["lr"], tiny["batch"], tiny["steps"], tiny["warmup"], "steps", 2, DEFAULT_PROMPT)
     train.evaluate(model, d, cfg)
     for _ in train.train_steps(model, d, dataclasses.replace(cfg, sample_tokens=0), max_steps=2):
         pass
@@ -516,80 +560,42 @@ def _step0_eval(model, d: data.TokenData, cfg: train.TrainConfig, knobs: tuple |
 
 @common.friendly
 @common.gpu(duration=lambda a: _burst_seconds(a))
-def start(
-    session,
-    source,
-    text,
-    file,
-    arch,
-    preset,
-    n_layer,
-    n_head,
-    n_embd,
-    context,
-    lr,
-    batch,
-    total,
-    warmup,
-    mode,
-    amount,
-    prompt,
-    attn_prompt,
-    layer,
-):
-    """A fresh model (the knobs' shape, seeded weights) and its first burst."""
+def start(session, form: TrainForm):
+    """A fresh model (the form's shape, seeded weights) and its first burst."""
     session = _session(session)
-    shape = _shape(arch, n_layer, n_head, n_embd, context)
-    cfg, max_steps = _train_config(lr, batch, total, warmup, mode, amount, prompt)
-    waiting = _preparing_note(source)
+    shape = form.shape()
+    cfg, max_steps = form.train_config()
+    waiting = _preparing_note(form.source)
     if waiting:  # say what the wait is for, instead of "No model yet" (the work itself waits on the data lock)
         yield (status_html(session.get("train_run"), waiting), *[gr.skip()] * 5, session)
     tokenizer = _tokenizer()
-    d = _data_for(source, text, file, tokenizer, shape["context"])
-    model = _build(arch, preset, shape, tokenizer.vocab_size, cfg.batch_size)
+    d = _data_for(form.source, form.text, form.file, tokenizer, shape["context"])
+    model = _build(form.arch, form.preset, shape, tokenizer.vocab_size, cfg.batch_size)
     model = common.register_trainable(model, "model", session)  # memory bounds: all learners, this visitor
     slow = _speed_note(model)
     if slow:
         yield (status_html(session.get("train_run"), slow), *[gr.skip()] * 5, session)
-    run = Run(model, tokenizer, d, train.new_state(model, cfg), cfg, arch, shape, source)
+    run = Run(model, tokenizer, d, train.new_state(model, cfg), cfg, form.arch, shape, form.source)
     # Step 0 on the curves: the untrained model, scored on the same windows as every later evaluation.
-    ev = _step0_eval(model, d, cfg, (source, arch, preset, tuple(shape.items())) if source != MY_TEXT else None)
+    knobs = (form.source, form.arch, form.preset, tuple(shape.items())) if form.source != MY_TEXT else None
+    ev = _step0_eval(model, d, cfg, knobs)
     if ev is not None:  # None: too slow for the burst's time, no step-0 point
         run.evals.append((0, ev["train"], ev["val"]))
     session["train_run"] = run
     session["trained"] = _bundle(run)
-    yield from _burst(run, session, max_steps, attn_prompt, layer)
+    yield from _burst(run, session, max_steps, form.attn_prompt, form.layer)
 
 
 @common.friendly
 @common.gpu(duration=lambda a: _burst_seconds(a))
-def resume(
-    session,
-    source,
-    text,
-    file,
-    arch,
-    preset,
-    n_layer,
-    n_head,
-    n_embd,
-    context,
-    lr,
-    batch,
-    total,
-    warmup,
-    mode,
-    amount,
-    prompt,
-    attn_prompt,
-    layer,
-):
-    """Another burst of the same run; the training knobs (lr, batch, schedule, burst) may have changed."""
+def resume(session, form: TrainForm):
+    """Another burst of the same run; the training knobs (lr, batch, schedule, burst) may have changed, the data and
+    the model's shape may not (the form's are ignored)."""
     session = _session(session)
     run = session.get("train_run")
     if run is None:
         raise ValueError("There is no run to continue in this session: press Start first.")
-    cfg, max_steps = _train_config(lr, batch, total, warmup, mode, amount, prompt)
+    cfg, max_steps = form.train_config()
     if run.state.step >= cfg.steps:
         raise ValueError(
             f"This run has done all {cfg.steps:,} steps of its schedule: raise Total steps to continue, "
@@ -597,7 +603,7 @@ def resume(
         )
     memory.check_train_memory(run.model.config, cfg.batch_size, run.shape["context"])  # the batch may have grown
     run.cfg = dataclasses.replace(cfg, seed=run.cfg.seed)
-    yield from _burst(run, session, max_steps, attn_prompt, layer)
+    yield from _burst(run, session, max_steps, form.attn_prompt, form.layer)
 
 
 @common.friendly
@@ -694,10 +700,28 @@ def _fair_bursts(start_btn: gr.Button, cont_btn: gr.Button, inputs: list, outs: 
     def waiting(note: str) -> tuple:
         return (note, *[gr.skip()] * (len(outs) - 1))
 
-    fair_start, fair_resume = scheduler.fair(start, waiting), scheduler.fair(resume, waiting)
+    fair_start = scheduler.fair(_from_widgets(start), waiting)
+    fair_resume = scheduler.fair(_from_widgets(resume), waiting)
     start_ev = start_btn.click(fair_start, inputs, outs, api_name="train_start", **scheduler.TRAIN_EVENTS)
     cont_ev = cont_btn.click(fair_resume, inputs, outs, api_name="train_continue", **scheduler.TRAIN_EVENTS)
     return start_ev, cont_ev
+
+
+def _from_widgets(handler):
+    """`handler(session, form)` as Gradio calls it: the session, then one value per TrainForm field, positionally in
+    the order of the `inputs=` list (so the API's `/train_start` and `/train_continue` take them in that order).
+    The form is built here, outside spaces.GPU: what crosses to a ZeroGPU worker is the session and one TrainForm."""
+
+    def from_widgets(session, *values):
+        yield from handler(session, TrainForm.from_values(values))
+
+    # scheduler.fair reads this signature (and adds the request): one named parameter per input
+    names = ("session", *TrainForm.names())
+    from_widgets.__signature__ = inspect.Signature(
+        [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD) for name in names]
+    )
+    from_widgets.__name__ = from_widgets.__qualname__ = handler.__name__
+    return from_widgets
 
 
 def _data_panel(w: SimpleNamespace) -> None:
@@ -809,13 +833,8 @@ def _results_panel(w: SimpleNamespace) -> None:
         w.dl_file = gr.File(label="Your model", interactive=False, elem_id="train-download")
 
 
-# The inputs of Start and Continue, in the order of their handlers' arguments (after the session).
-KNOB_NAMES = ("source", "text", "file", "arch", "preset", "n_layer", "n_head", "n_embd", "context", "lr", "batch",
-              "total", "warmup", "mode", "amount", "prompt", "attn_prompt", "layer")  # fmt: skip
-
-
 def _wire(ctx: common.TabContext, w: SimpleNamespace) -> None:
-    knobs = [getattr(w, name) for name in KNOB_NAMES]
+    knobs = [getattr(w, name) for name in TrainForm.names()]  # the widget of each TrainForm field, in order
     outs = [w.status, w.loss_plot, w.lr_plot, w.sample, w.grid, w.labelled, ctx.session]
     start_ev, cont_ev = _fair_bursts(w.start_btn, w.cont_btn, [ctx.session, *knobs], outs)
     bursts = [start_ev, cont_ev]

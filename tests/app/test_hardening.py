@@ -25,8 +25,8 @@ from playground import loadtest
 from tests.conftest import start_app, stop_app
 
 BURST_SECONDS = 4
-# the Train tab's knobs (see train_tab.build): source, text, file, arch, preset, layers, heads, width, context, lr,
-# batch, total, warmup, mode, amount, prompt, attention prompt, labelled layer
+# the Train tab's API inputs (train_tab.TrainForm's fields): source, text, file, arch, preset, layers, heads, width,
+# context, lr, batch, total, warmup, mode, amount, prompt, attention prompt, labelled layer
 MAXED = [
     "austen",
     "",

@@ -9,6 +9,7 @@ wrapped streaming one (ORPO steps).
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 
@@ -64,8 +65,10 @@ def test_heavy_handlers_carry_a_request_sized_duration():
         "m", "p", 1.0, 0, 1.0, 512, 4, 0, {}
     ) > sample_tab.stream_answers.gpu_duration("m", "p", 1.0, 0, 1.0, 16, 1, 0, {})
     assert compare_tab.stream_compare.gpu_duration("a", "b", "p", True, True, 1.0, 0, 1.0, 256, 2, 0, {}) > 30
-    burst = [None] * 14 + ["seconds", 90, "prompt", "attn", 0]
-    assert train_tab.start.gpu_duration(*burst) == train_tab.resume.gpu_duration(*burst) == 110
+    burst = train_tab.TrainForm.from_values([None] * 13 + ["seconds", 90, "prompt", "attn", 0])
+    assert train_tab.start.gpu_duration({}, burst) == train_tab.resume.gpu_duration({}, burst) == 110
+    steps = dataclasses.replace(burst, mode="steps", amount=200)
+    assert train_tab.start.gpu_duration({}, steps) == 30  # 20 s + 50 ms a step
     assert orpo_tab.take_steps.gpu_duration("m", "p", "c", "r", 0.5, 50, 1e-3, {}) == 60
     for fn in (
         sample_tab.next_token,

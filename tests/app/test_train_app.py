@@ -6,6 +6,7 @@ other tabs' tests through the shared session state.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 import time
@@ -14,38 +15,19 @@ import zipfile
 import numpy as np
 import pytest
 
-from playground.ui.train_tab import ATTN_PROMPT, MY_TEXT, _tokenizer
+from playground.ui.train_tab import ATTN_PROMPT, MY_TEXT, TrainForm, _tokenizer
 
-# source, text, file, arch, preset, n_layer, n_head, n_embd, context, lr, batch, total, warmup, mode, amount,
-# sample prompt, attention prompt, labelled layer: the tab's inputs in order (the session state is not an input)
-SMALL = ["austen", "", None, "gpt", "tiny", 2, 2, 32, 32, 5e-3, 8, 300, 10, "steps", 30, "It is a truth"]
-SMALL += [ATTN_PROMPT, 2]
+# The tab's inputs after the session state, in order, are the fields of TrainForm (what Start and Continue read).
+SMALL_FORM = TrainForm(
+    source="austen", text="", file=None, arch="gpt", preset="tiny", n_layer=2, n_head=2, n_embd=32, context=32,
+    lr=5e-3, batch=8, total=300, warmup=10, mode="steps", amount=30, prompt="It is a truth", attn_prompt=ATTN_PROMPT,
+    layer=2,
+)  # fmt: skip
 
 
-def knobs(**changes):
-    names = [
-        "source",
-        "text",
-        "file",
-        "arch",
-        "preset",
-        "n_layer",
-        "n_head",
-        "n_embd",
-        "context",
-        "lr",
-        "batch",
-        "total",
-        "warmup",
-        "mode",
-        "amount",
-        "prompt",
-        "attn_prompt",
-        "layer",
-    ]
-    values = dict(zip(names, SMALL, strict=True))
-    values.update(changes)
-    return [values[n] for n in names]
+def knobs(**changes) -> list:
+    """The API's positional inputs of /train_start and /train_continue: SMALL_FORM with `changes`."""
+    return list(dataclasses.astuple(dataclasses.replace(SMALL_FORM, **changes)))
 
 
 def step_of(status: str) -> int:

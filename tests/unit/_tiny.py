@@ -1,7 +1,8 @@
-"""Helpers shared by the model/checkpoint tests: a tiny tokenizer and tiny random Hugging Face Llamas."""
+"""Helpers shared by the tests: a tiny tokenizer, tiny random GPTs and Llamas (ours and Hugging Face's), a Hub cache."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import torch
@@ -28,10 +29,15 @@ def hf_llama(seed=0, **kw):
     )  # fmt: skip
     cfg.update(kw)
     torch.manual_seed(seed)
-    model = LlamaForCausalLM(LlamaConfig(**cfg)).float().eval()
+    return randomise_(LlamaForCausalLM(LlamaConfig(**cfg)).float().eval())
+
+
+def randomise_(model, scale: float = 0.1):
+    """Every tensor random, in place: norm gains 1 + N(0, 0.1), the rest (biases too) N(0, scale), so that a mix-up
+    of any tensor between two implementations shows in their outputs."""
     with torch.no_grad():
         for name, p in model.named_parameters():
-            p.copy_(1.0 + 0.1 * torch.randn_like(p) if "norm" in name else 0.1 * torch.randn_like(p))
+            p.copy_(1.0 + 0.1 * torch.randn_like(p) if "norm" in name else scale * torch.randn_like(p))
     return model
 
 
@@ -44,14 +50,32 @@ TINY_SHAPES = {
 
 
 def tiny_model(arch: str, seed: int = 0, **kw):
-    """A tiny random GPT or Llama in eval mode; keyword arguments override the config fields."""
+    """A tiny random GPT or Llama in eval mode, its weights seeded by `seed`. Keyword arguments override
+    TINY_SHAPES[arch]: a field of that model's config (`hidden_dim`, `mlp_ratio`, ...), or a name both models share
+    (train.SHAPE_FIELDS: `context`, `n_layer`, `n_head`, `n_embd`, `dropout`, `tie_weights`), so that a test
+    parametrised over both architectures asks for the same shape in the same words."""
     from playground.gpt import GPT, GPTConfig
     from playground.llama import LlamaConfig, Transformer
+    from playground.train import SHAPE_FIELDS
 
+    config_cls, model_cls = (GPTConfig, GPT) if arch == "gpt" else (LlamaConfig, Transformer)
+    names = {f.name for f in dataclasses.fields(config_cls)}
+    fields = dict(TINY_SHAPES[arch])
+    for key, value in kw.items():
+        name = key if key in names else next((f for f in SHAPE_FIELDS.get(key, ()) if f in names), None)
+        if name is None:
+            raise TypeError(f"the {arch} config has no field {key!r}")
+        fields[name] = value
     torch.manual_seed(seed)
-    if arch == "gpt":
-        return GPT(GPTConfig(**{**TINY_SHAPES["gpt"], **kw})).eval()
-    return Transformer(LlamaConfig(**{**TINY_SHAPES["llama"], **kw})).eval()
+    return model_cls(config_cls(**fields)).eval()
+
+
+def tiny_bundle(arch: str = "gpt", seed: int = 0, **kw):
+    """A checkpoints.Bundle of tiny_model(arch, seed, **kw) over the tiny tokenizer's vocabulary, with the tokenizer."""
+    from playground import checkpoints
+
+    model = tiny_model(arch, seed, **{"vocab_size": VOCAB, **kw})
+    return checkpoints.Bundle(model, tiny_tokenizer(), {"arch": arch})
 
 
 def tiny_vocab(arch: str) -> int:

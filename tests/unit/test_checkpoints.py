@@ -8,31 +8,15 @@ import pytest
 import torch
 
 from playground import checkpoints, models
-from playground.gpt import GPT, GPTConfig
-from playground.llama import LlamaConfig, Transformer
-from tests.unit._tiny import VOCAB, tiny_tokenizer
+from tests.unit._tiny import VOCAB, tiny_model, tiny_tokenizer
+
+SHAPE = {"vocab_size": VOCAB, "context": 32}  # the tiny tokenizer's ids; TINY_SHAPES otherwise
 
 
-def gpt(**kw):
-    torch.manual_seed(0)
-    return GPT(GPTConfig(vocab_size=VOCAB, context_length=32, n_embd=42, n_layer=2, n_head=4, **kw)).eval()
-
-
-def llama(**kw):
-    torch.manual_seed(0)
-    cfg = LlamaConfig(
-        vocab_size=VOCAB, dim=32, n_layers=2, n_heads=4, n_kv_heads=2, hidden_dim=64, max_seq_len=32, **kw
-    )
-    return Transformer(cfg).eval()
-
-
-MODELS = {"gpt": gpt, "gpt tied": lambda: gpt(tie_weights=True), "llama": llama,
-          "llama tied": lambda: llama(tie_word_embeddings=True)}  # fmt: skip
-
-
-@pytest.mark.parametrize("name", list(MODELS))
-def test_round_trip_same_logits_and_info(name, tmp_path):
-    model = MODELS[name]()
+@pytest.mark.parametrize("tied", [False, True])
+@pytest.mark.parametrize("arch", ["gpt", "llama"])
+def test_round_trip_same_logits_and_info(arch, tied, tmp_path):
+    model = tiny_model(arch, **SHAPE, tie_weights=tied)
     folder = checkpoints.save(checkpoints.Bundle(model, tiny_tokenizer(), {"preset": "x", "step": 7}), tmp_path)
     assert not list(tmp_path.glob("*.tmp"))  # atomic writes leave no temp files
     b = checkpoints.load(str(folder))
@@ -40,19 +24,17 @@ def test_round_trip_same_logits_and_info(name, tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(b.model(idx), model(idx), atol=0, rtol=0)
     info = b.info
-    assert info["arch"] == name.split()[0] and info["step"] == 7 and info["preset"] == "x"
+    assert info["arch"] == arch and info["step"] == 7 and info["preset"] == "x"
     assert info["params"] == models.count_params(model) and info["vocab_size"] == VOCAB
     assert info["context"] == 32 and info["dtype"] == "float32" and info["chat"] is True
     assert b.tokenizer.encode("the quick fox") == tiny_tokenizer().encode("the quick fox")
-    if "tied" in name:  # still one matrix after loading, so training keeps them tied
-        head, emb = (
-            (b.model.lm_head, b.model.wte) if name.startswith("gpt") else (b.model.output, b.model.tok_embeddings)
-        )
+    if tied:  # still one matrix after loading, so training keeps them tied
+        head, emb = (b.model.lm_head, b.model.wte) if arch == "gpt" else (b.model.output, b.model.tok_embeddings)
         assert head.weight is emb.weight
 
 
 def test_bf16_weights_load_as_float32_on_cpu(tmp_path):
-    model = llama().to(torch.bfloat16)
+    model = tiny_model("llama", **SHAPE).to(torch.bfloat16)
     checkpoints.save(checkpoints.Bundle(model, tiny_tokenizer(), {}), tmp_path)
     assert json.loads((tmp_path / "config.json").read_text())["torch_dtype"] == "bfloat16"
     b = checkpoints.load(str(tmp_path))
@@ -62,7 +44,7 @@ def test_bf16_weights_load_as_float32_on_cpu(tmp_path):
 
 
 def saved(tmp_path, model=None):
-    return checkpoints.save(checkpoints.Bundle(model or gpt(), tiny_tokenizer(), {}), tmp_path)
+    return checkpoints.save(checkpoints.Bundle(model or tiny_model("gpt", **SHAPE), tiny_tokenizer(), {}), tmp_path)
 
 
 def test_truncated_safetensors_is_a_clear_error(tmp_path):
@@ -135,7 +117,7 @@ def test_bundled_registry_and_missing_bundled_model(tmp_path, monkeypatch):
 
 
 def test_hf_name_map_covers_every_llama_parameter():
-    model = llama(attention_bias=True, mlp_bias=True)
+    model = tiny_model("llama", **SHAPE, attention_bias=True, mlp_bias=True)
     names = {checkpoints.hf_name(k) for k in model.state_dict()}
     assert len(names) == len(model.state_dict())
     with pytest.raises(ValueError, match="no Hugging Face name"):

@@ -18,32 +18,19 @@ import torch
 
 from playground import attention, decode, sampling
 from playground.course_gpt import CourseGPT, course_from_gpt
-from playground.gpt import GPT, GPTConfig
+from playground.gpt import GPTConfig
 from playground.llama import LlamaConfig, Transformer, repeat_kv
-from tests.unit._tiny import hf_llama
+from tests.unit._tiny import hf_llama, randomise_, tiny_model
 
-
-def gpt(**kw) -> GPT:
-    torch.manual_seed(0)
-    cfg = dict(vocab_size=97, context_length=40, n_embd=42, n_layer=2, n_head=4)  # hs 10, A 40 != C (as the course)
-    return GPT(GPTConfig(**{**cfg, **kw})).eval()
-
-
-def llama(**kw) -> Transformer:
-    torch.manual_seed(0)
-    cfg = dict(vocab_size=97, dim=48, n_layers=2, n_heads=6, n_kv_heads=2, hidden_dim=64, max_seq_len=48)
-    model = Transformer(LlamaConfig(**{**cfg, **kw})).eval()
-    with torch.no_grad():  # random norms and biases too, so a mix-up of any tensor shows
-        for name, p in model.named_parameters():
-            p.copy_(1.0 + 0.1 * torch.randn_like(p) if "norm" in name else 0.2 * torch.randn_like(p))
-    return model
-
-
-MODELS = {
-    "gpt": lambda: gpt(),
-    "gpt-nobias-tied": lambda: gpt(bias=False, tie_weights=True),
-    "llama-gqa": lambda: llama(),
-    "llama-mha-bias-tied": lambda: llama(n_kv_heads=6, attention_bias=True, mlp_bias=True, tie_word_embeddings=True),
+GPT_SHAPE = {"vocab_size": 97, "context": 40}  # TINY_SHAPES' GPT: hs 10, A 40 != C (as the course)
+LLAMA_SHAPE = {"vocab_size": 97, "context": 48, "hidden_dim": 64}  # TINY_SHAPES' Llama: GQA 6/2
+MODELS = {  # Llamas with random norms and biases too (randomise_), so a mix-up of any tensor shows
+    "gpt": lambda: tiny_model("gpt", **GPT_SHAPE),
+    "gpt-nobias-tied": lambda: tiny_model("gpt", **GPT_SHAPE, bias=False, tie_weights=True),
+    "llama-gqa": lambda: randomise_(tiny_model("llama", **LLAMA_SHAPE), 0.2),
+    "llama-mha-bias-tied": lambda: randomise_(
+        tiny_model("llama", **LLAMA_SHAPE, n_kv_heads=6, attention_bias=True, mlp_bias=True, tie_weights=True), 0.2
+    ),
 }
 
 
@@ -51,7 +38,7 @@ MODELS = {
 @pytest.mark.parametrize("impl", ["math", "sdpa"])
 @pytest.mark.parametrize("bias", [True, False])
 def test_fused_gpt_equals_course_separate_heads(impl, bias):
-    ours = gpt(bias=bias, attn_impl=impl)
+    ours = tiny_model("gpt", **GPT_SHAPE, bias=bias, attn_impl=impl)
     course = course_from_gpt(ours).eval()
     assert sum(p.numel() for p in course.parameters()) == sum(p.numel() for p in ours.parameters())
     idx = torch.randint(0, 97, (3, 40))
@@ -61,7 +48,7 @@ def test_fused_gpt_equals_course_separate_heads(impl, bias):
 
 
 def test_fused_gpt_gradients_equal_course():
-    ours = gpt(attn_impl="sdpa")
+    ours = tiny_model("gpt", **GPT_SHAPE, attn_impl="sdpa")
     course = course_from_gpt(ours)
     idx = torch.randint(0, 97, (2, 40))
     for m in (ours, course):

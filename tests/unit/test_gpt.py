@@ -1,5 +1,5 @@
-"""The course's GPT: parameter count, init, config checks (shapes, causality, the KV cache and overfitting are
-in test_models.py, for both architectures)."""
+"""The course's GPT: parameter count, init, config checks (shapes, causality, the context bound, the KV cache and
+overfitting are in test_models.py, for both architectures)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,6 @@ import torch
 from playground.gpt import GPT, PRESETS, GPTConfig, new_gpt
 from playground.models import count_params
 from tests.unit._tiny import tiny_model
-
-
-def tiny(**kw) -> GPT:
-    return tiny_model("gpt", **kw)
 
 
 def test_course_preset_is_19_8M_params():
@@ -41,14 +37,6 @@ def test_init_normal_002_for_linear_and_embedding():
     assert torch.all(m.h[0].mlp.c_fc.bias == 0)
 
 
-def test_context_overflow_is_a_value_error():
-    m = tiny()
-    with pytest.raises(ValueError, match="33 tokens"):
-        m(torch.zeros(1, 33, dtype=torch.long))
-    with pytest.raises(ValueError, match="max_len"):
-        m.new_cache(1, 64)
-
-
 def test_bad_config():
     with pytest.raises(ValueError, match="n_layer"):
         GPTConfig(n_layer=0)
@@ -57,6 +45,6 @@ def test_bad_config():
 
 
 def test_tied_weights_share_one_matrix():
-    m = tiny(tie_weights=True)
+    m = tiny_model("gpt", tie_weights=True)
     assert m.lm_head.weight is m.wte.weight
-    assert count_params(m) == count_params(tiny()) - 61 * 42
+    assert count_params(m) == count_params(tiny_model("gpt")) - 61 * 42

@@ -12,7 +12,6 @@ import resource
 import time
 
 import pytest
-import torch
 
 from playground import checkpoints, limits, template_sandbox
 from playground.tokenizer import CHAT_TEMPLATE, render_chat_template
@@ -25,10 +24,6 @@ SHA = "0123456789abcdef0123456789abcdef01234567"
 def _offline_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def cache_repo(tmp_path, repo="evil-org/model", **hf_kw):
@@ -140,6 +135,5 @@ def test_an_ordinary_hub_template_still_renders_and_ours_stays_in_process():
     assert render_chat_template(hub, MSGS, True) == "<|user|>hi<|a|>"
     assert render_chat_template(hub, MSGS, True) == "<|user|>hi<|a|>"  # the same worker, again
     template_sandbox._WORKER.kill()
-    t0 = time.perf_counter()
     ours = render_chat_template(CHAT_TEMPLATE, MSGS, True, bos_token="<s>", eos_token="</s>")
-    assert "hi" in ours and time.perf_counter() - t0 < 0.5 and template_sandbox._WORKER.proc is None
+    assert "hi" in ours and template_sandbox._WORKER.proc is None  # rendered here: no worker started for it

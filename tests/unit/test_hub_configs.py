@@ -24,14 +24,6 @@ FULL = {
 }  # fmt: skip
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_defaults_table_is_transformers_own():
     from transformers import LlamaConfig as HFLlamaConfig
 

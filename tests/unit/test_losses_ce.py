@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from playground import losses, models
+from tests.unit._tiny import tiny_model
 
 DTYPES = [torch.float32, torch.bfloat16, torch.float16]
 # tolerance on a loss of a few nats: the rounding of the logits is already in the reference (it sees the same
@@ -299,16 +300,12 @@ def test_bad_inputs_raise_value_error_with_the_value():
 
 
 # ------------------------------------------------------------------------------------ long texts in windows
-def tiny_gpt(context_length: int, vocab_size: int = 64):
-    from playground import gpt
-
-    torch.manual_seed(0)
-    return gpt.new_gpt("tiny", vocab_size=vocab_size, context_length=context_length, n_embd=16, n_layer=2, n_head=2)
+WINDOWED = {"vocab_size": 64, "n_embd": 16, "n_layer": 2, "n_head": 2}  # a tiny GPT; each test sets its context
 
 
 @pytest.mark.parametrize("n, window", [(10, 16), (16, 16), (17, 16), (40, 16), (41, 9), (70, 32)])
 def test_windowed_logits_give_each_target_half_a_context(n, window):
-    model = tiny_gpt(window).eval()
+    model = tiny_model("gpt", context=window, **WINDOWED)
     ids = torch.randint(0, 64, (n,), generator=torch.Generator().manual_seed(n)).tolist()
     logits, passes = losses.windowed_logits(model, ids, models.context_length(model))
     assert logits.shape == (n - 1, 64)
@@ -325,7 +322,7 @@ def test_windowed_logits_give_each_target_half_a_context(n, window):
 
 
 def test_windowed_logits_match_one_pass_when_the_text_fits():
-    model = tiny_gpt(64).eval()
+    model = tiny_model("gpt", context=64, **WINDOWED)
     ids = list(range(30))
     logits, passes = losses.windowed_logits(model, ids, None)
     with torch.no_grad():
@@ -336,7 +333,7 @@ def test_windowed_logits_match_one_pass_when_the_text_fits():
 def test_context_window_reads_gpt_llama_and_hf_names():
     from types import SimpleNamespace
 
-    assert models.context_length(tiny_gpt(24)) == 24
+    assert models.context_length(tiny_model("gpt", context=24, **WINDOWED)) == 24
     assert models.context_length(SimpleNamespace(config=SimpleNamespace(max_seq_len=256))) == 256
     assert models.context_length(SimpleNamespace(config=SimpleNamespace(max_position_embeddings=2048))) == 2048
     assert models.context_length(SimpleNamespace()) is None

@@ -1,5 +1,5 @@
-"""What holds for every model, GPT and Llama alike: logits' shape, causality, the KV cache equals full
-recomputation, the math and SDPA attention paths agree, and one batch can be overfit."""
+"""What holds for every model, GPT and Llama alike: logits' shape, causality, a clear error past the context, the KV
+cache equals full recomputation, the math and SDPA attention paths agree, and one batch can be overfit."""
 
 from __future__ import annotations
 
@@ -24,6 +24,15 @@ def test_shapes_and_causality(arch, impl):
     other = m(changed)
     torch.testing.assert_close(other[:, :9], logits[:, :9])  # the past never sees the future
     assert not torch.allclose(other[:, 9:], logits[:, 9:])
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_context_overflow_is_a_value_error(arch):
+    m = tiny_model(arch, context=16)
+    with pytest.raises(ValueError, match="17 tokens"):
+        m(torch.zeros(1, 17, dtype=torch.long))
+    with pytest.raises(ValueError, match="max_len"):
+        m.new_cache(1, 32)
 
 
 @pytest.mark.parametrize("arch", ARCHS)

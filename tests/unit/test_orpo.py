@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from playground import chat, losses
+from tests.unit._tiny import tiny_model
 
 decimal.getcontext().prec = 60
 
@@ -203,17 +204,7 @@ def tok():
     return train_tokenizer("\n".join(f"{r['prompt']}\n{r['answer']}" for r in rows), vocab_size=512)
 
 
-def tiny_model(arch: str, vocab_size: int, context: int = 96):
-    torch.manual_seed(0)
-    if arch == "llama":
-        from playground.llama import new_llama
-
-        return new_llama(
-            "tiny", vocab_size=vocab_size, max_seq_len=context, dim=48, n_layers=2, n_heads=4, n_kv_heads=2
-        )
-    from playground.gpt import new_gpt
-
-    return new_gpt("tiny", vocab_size=vocab_size, context_length=context, n_embd=48, n_layer=2, n_head=4)
+CHAT_SHAPE = {"n_embd": 48, "n_layer": 2, "n_head": 4, "context": 96}  # room for a chat-formatted pair (max_len 96)
 
 
 PAIR = {"prompt": "What is AI?", "chosen": "The study of machines that think.", "rejected": "Mona Lisa"}
@@ -284,14 +275,14 @@ def test_bad_examples_raise_value_error(tok, bad):
     from playground import orpo
 
     with pytest.raises(ValueError):
-        orpo.example_breakdown(tiny_model("llama", tok.vocab_size), tok, bad)
+        orpo.example_breakdown(tiny_model("llama", vocab_size=tok.vocab_size, **CHAT_SHAPE), tok, bad)
 
 
 @pytest.mark.parametrize("arch", ["llama", "gpt"])
 def test_breakdown_agrees_with_an_independent_float64_computation(tok, arch):
     from playground import orpo
 
-    model = tiny_model(arch, tok.vocab_size)
+    model = tiny_model(arch, vocab_size=tok.vocab_size, **CHAT_SHAPE)
     lam = 0.5
     bd = orpo.example_breakdown(model, tok, PAIR, lam)
     ex = chat.encode_example(tok, PAIR["prompt"], PAIR["chosen"], PAIR["rejected"], 96)
@@ -324,7 +315,7 @@ def test_breakdown_agrees_with_an_independent_float64_computation(tok, arch):
 def test_orpo_steps_raise_the_log_odds_ratio(tok, arch):
     from playground import orpo
 
-    model = tiny_model(arch, tok.vocab_size)
+    model = tiny_model(arch, vocab_size=tok.vocab_size, **CHAT_SHAPE)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     records = list(orpo.orpo_steps(model, tok, PAIR, n=8, lr=3e-3, lam=0.5))
     assert [r.step for r in records] == list(range(9))
@@ -341,7 +332,7 @@ def test_orpo_steps_raise_the_log_odds_ratio(tok, arch):
 def test_orpo_steps_validate_their_arguments(tok):
     from playground import orpo
 
-    model = tiny_model("llama", tok.vocab_size)
+    model = tiny_model("llama", vocab_size=tok.vocab_size, **CHAT_SHAPE)
     with pytest.raises(ValueError, match="n must"):
         next(orpo.orpo_steps(model, tok, PAIR, n=0))
     with pytest.raises(ValueError, match="lr must"):
@@ -357,7 +348,7 @@ def test_align_cli_trains_evaluates_and_saves(tok, tmp_path):
     from playground.data import PREFERENCE_FILES
 
     base = tmp_path / "base"
-    model = tiny_model("llama", tok.vocab_size, context=128)
+    model = tiny_model("llama", vocab_size=tok.vocab_size, **{**CHAT_SHAPE, "context": 128})
     checkpoints.save(checkpoints.Bundle(model, tok, {"arch": "llama"}), base)
     pairs = tmp_path / "pairs.jsonl"
     qa = [json.loads(line) for line in PREFERENCE_FILES["chatterbot"].read_text(encoding="utf-8").splitlines()[:40]]
@@ -431,7 +422,7 @@ def test_training_and_validation_nll_are_one_definition(tok):
     n_a = sum(lab != -100 for lab in a.chosen_labels)
     n_b = sum(lab != -100 for lab in b.chosen_labels)
     assert n_a > 2 * n_b  # lengths that make a token mean and a mean of per-pair means differ
-    model, lam = tiny_model("gpt", tok.vocab_size), 0.5
+    model, lam = tiny_model("gpt", vocab_size=tok.vocab_size, **CHAT_SHAPE), 0.5
     ids, labels = chat.collate([a, b], tok.pad_id)
     with torch.no_grad():
         logp = torch.log_softmax(model(ids).double(), -1)[:, :-1]  # (4, T-1, V) float64, independent of orpo

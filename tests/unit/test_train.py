@@ -9,16 +9,15 @@ import pytest
 import torch
 
 from playground import data, pretrain, train
+from tests.unit._tiny import tiny_model
 
 ARCHS = ["gpt", "llama"]
 
 
-def tiny_model(arch: str, vocab: int = 4096, context: int = 32, dropout: float = 0.0, seed: int = 0):
-    torch.manual_seed(seed)
-    shape = {"n_layer": 2, "n_embd": 32, "n_head": 2, "context": context}
-    if arch == "gpt":
-        shape["dropout"] = dropout
-    return train.build_model(arch, "tiny", vocab, **shape)
+def small(arch: str, **kw):
+    """The model of these tests (_tiny.tiny_model's names): 2 layers, width 32, 2 heads, context 32, 4096 ids (the
+    bundled tokenizer's)."""
+    return tiny_model(arch, **{"vocab_size": 4096, "n_layer": 2, "n_embd": 32, "n_head": 2, "context": 32, **kw})
 
 
 def random_data(vocab: int = 4096, n: int = 4000, seed: int = 0) -> data.TokenData:
@@ -80,7 +79,7 @@ def test_config_checks():
 # ----------------------------------------------------------------------------------------- optimizer
 @pytest.mark.parametrize("arch", ARCHS)
 def test_decay_groups(arch):
-    model = tiny_model(arch)
+    model = small(arch)
     decay, no_decay = train.decay_groups(model)
     params = dict(model.named_parameters())
     assert sorted(decay + no_decay) == sorted(params)
@@ -101,7 +100,7 @@ def test_decay_groups(arch):
 # ---------------------------------------------------------------------------------------------- loop
 @pytest.mark.parametrize("arch", ARCHS)
 def test_overfits_one_batch(arch):
-    model = tiny_model(arch, vocab=64, context=16)
+    model = small(arch, vocab_size=64, context=16)
     ids = torch.randint(64, (17,), generator=torch.Generator().manual_seed(1))
     one = data.TokenData(ids, ids)  # one window per split: every batch is the same batch
     cfg = quiet(steps=150, lr=1e-2, warmup_steps=5, batch_size=2, weight_decay=0.0)
@@ -117,7 +116,7 @@ def test_loss_falls_on_real_text():
 
     tok = load_tokenizer("bundled")
     d = data.text_data(corpus.read_corpus("austen")[:60_000], tok, context=32)
-    model = tiny_model("gpt", vocab=tok.vocab_size, context=32)
+    model = small("gpt", vocab_size=tok.vocab_size, context=32)
     cfg = train.TrainConfig(
         steps=40, lr=3e-3, warmup_steps=5, batch_size=8, eval_interval=40, eval_iters=2, sample_tokens=5
     )
@@ -129,7 +128,7 @@ def test_loss_falls_on_real_text():
 
 
 def test_steplog_fields_and_eval_schedule():
-    model, d = tiny_model("gpt"), random_data()
+    model, d = small("gpt"), random_data()
     cfg = quiet(steps=12, eval_interval=5, eval_iters=1)
     logs = list(train.train_steps(model, d, cfg))
     assert [r.step for r in logs] == list(range(1, 13))
@@ -142,12 +141,12 @@ def test_steplog_fields_and_eval_schedule():
 
 
 def test_log_interval_reads_the_loss_back_only_when_due():
-    logs = list(train.train_steps(tiny_model("gpt"), random_data(), quiet(steps=7, log_interval=3)))
+    logs = list(train.train_steps(small("gpt"), random_data(), quiet(steps=7, log_interval=3)))
     assert [r.step for r in logs if r.loss is not None] == [3, 6, 7]
 
 
 def test_time_bound_stops_and_evaluates_the_last_step():
-    model, d = tiny_model("gpt"), random_data()
+    model, d = small("gpt"), random_data()
     cfg = quiet(steps=10_000, max_seconds=0.3, eval_interval=1000, eval_iters=1)
     logs = list(train.train_steps(model, d, cfg))
     assert 1 <= len(logs) < 10_000 and logs[-1].last and logs[-1].val_loss is not None
@@ -155,7 +154,7 @@ def test_time_bound_stops_and_evaluates_the_last_step():
 
 
 def test_stopping_early_leaves_the_model_usable():
-    model, d = tiny_model("gpt"), random_data()
+    model, d = small("gpt"), random_data()
     state = train.new_state(model, quiet(steps=50))
     for r in train.train_steps(model, d, quiet(steps=50), state):
         if r.step == 3:
@@ -166,7 +165,7 @@ def test_stopping_early_leaves_the_model_usable():
 
 
 def test_estimate_loss_restores_mode_and_leaves_rng_alone():
-    model, d = tiny_model("gpt", dropout=0.2), random_data()
+    model, d = small("gpt", dropout=0.2), random_data()
     model.train()
     before = torch.get_rng_state()
     a = train.estimate_loss(model, d, 4, 32, 2, seed=3)
@@ -180,9 +179,9 @@ def test_estimate_loss_restores_mode_and_leaves_rng_alone():
 def test_resume_equals_an_uninterrupted_run(arch):
     d = random_data(seed=3)
     cfg = quiet(steps=16, lr=3e-3, warmup_steps=4)
-    whole = [r.loss for r in train.train_steps(tiny_model(arch, dropout=0.1), d, cfg)]
+    whole = [r.loss for r in train.train_steps(small(arch, dropout=0.1), d, cfg)]
 
-    model = tiny_model(arch, dropout=0.1)
+    model = small(arch, dropout=0.1)
     state = train.new_state(model, cfg)
     first = []
     for r in train.train_steps(model, d, cfg, state):  # the learner presses Stop after 6 steps
@@ -201,9 +200,9 @@ def test_saved_run_resumes_exactly(tmp_path):
     tok = load_tokenizer("bundled")
     d = random_data(vocab=tok.vocab_size, seed=4)
     cfg = quiet(steps=12, lr=3e-3, warmup_steps=3)
-    whole = [r.loss for r in train.train_steps(tiny_model("gpt", dropout=0.1), d, cfg)]
+    whole = [r.loss for r in train.train_steps(small("gpt", dropout=0.1), d, cfg)]
 
-    model = tiny_model("gpt", dropout=0.1)
+    model = small("gpt", dropout=0.1)
     state = train.new_state(model, cfg)
     first = []
     for r in train.train_steps(model, d, cfg, state):

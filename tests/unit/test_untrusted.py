@@ -14,18 +14,14 @@ import torch
 
 from playground import checkpoints, limits, train
 from playground.data import text_data
-from playground.gpt import GPT, GPTConfig
-from tests.unit._tiny import TEXT, VOCAB, tiny_tokenizer
+from tests.unit._tiny import TEXT, VOCAB, tiny_bundle, tiny_tokenizer
 
 ROOT = Path(__file__).resolve().parents[2]
 CODE = sorted([*(ROOT / "playground").rglob("*.py"), ROOT / "app.py", *(ROOT / "scripts").rglob("*.py")])
 PICKLERS = {"pickle", "cPickle", "_pickle", "joblib", "dill", "cloudpickle", "shelve", "marshal"}
 
 
-def tiny_bundle(seed: int = 0) -> checkpoints.Bundle:
-    torch.manual_seed(seed)
-    model = GPT(GPTConfig(vocab_size=VOCAB, context_length=16, n_embd=16, n_layer=1, n_head=2)).eval()
-    return checkpoints.Bundle(model, tiny_tokenizer(), {"arch": "gpt"})
+SHAPE = {"context": 16, "n_embd": 16, "n_layer": 1, "n_head": 2}  # the checkpoints written here: a one-layer GPT
 
 
 # --------------------------------------------------------------------------------------------- no pickle
@@ -66,7 +62,7 @@ def test_the_pickle_detector_catches_what_it_should():
 
 
 def test_pickle_only_folder_is_refused_without_reading_it(tmp_path):
-    bundle = tiny_bundle()
+    bundle = tiny_bundle("gpt", **SHAPE)
     checkpoints.save(bundle, tmp_path)
     (tmp_path / "model.safetensors").unlink()
     # a "pickle" that would run code if unpickled: loading must refuse before opening it
@@ -98,7 +94,7 @@ def _rewrite_header(path: Path, edit) -> None:
     ids=["int dtype", "dtype vs size", "shape", "unknown name"],
 )
 def test_bad_headers_are_refused_before_any_weight_is_used(tmp_path, edit, needle):
-    checkpoints.save(tiny_bundle(), tmp_path)
+    checkpoints.save(tiny_bundle("gpt", **SHAPE), tmp_path)
     _rewrite_header(tmp_path / "model.safetensors", edit)
     with pytest.raises(ValueError, match=needle):
         checkpoints.load(tmp_path)
@@ -106,7 +102,7 @@ def test_bad_headers_are_refused_before_any_weight_is_used(tmp_path, edit, needl
 
 @pytest.mark.parametrize("cut", [0, 4, 7, 9, 200, -1])
 def test_truncated_files_are_clear_errors(tmp_path, cut):
-    checkpoints.save(tiny_bundle(), tmp_path)
+    checkpoints.save(tiny_bundle("gpt", **SHAPE), tmp_path)
     path = tmp_path / "model.safetensors"
     raw = path.read_bytes()
     path.write_bytes(raw[:cut] if cut >= 0 else raw[:-1])
@@ -115,14 +111,14 @@ def test_truncated_files_are_clear_errors(tmp_path, cut):
 
 
 def test_a_header_claiming_gigabytes_is_refused(tmp_path):
-    checkpoints.save(tiny_bundle(), tmp_path)
+    checkpoints.save(tiny_bundle("gpt", **SHAPE), tmp_path)
     (tmp_path / "model.safetensors").write_bytes(struct.pack("<Q", 2**62) + b"{}")
     with pytest.raises(ValueError, match="corrupt or truncated"):
         checkpoints.load(tmp_path)
 
 
 def test_model_size_is_checked_before_weights_are_read(tmp_path):
-    checkpoints.save(tiny_bundle(), tmp_path)
+    checkpoints.save(tiny_bundle("gpt", **SHAPE), tmp_path)
     (tmp_path / "model.safetensors").write_bytes(b"not even read")
     with pytest.raises(ValueError, match="limit"):
         checkpoints.load(tmp_path, max_params=100)
@@ -156,7 +152,7 @@ def test_urls_spaces_and_dot_dots_are_never_hub_ids(source):
 
 def test_load_without_local_never_reads_a_folder_named_like_a_hub_id(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    checkpoints.save(tiny_bundle(), tmp_path / "org" / "name")
+    checkpoints.save(tiny_bundle("gpt", **SHAPE), tmp_path / "org" / "name")
     assert checkpoints.load("org/name").info["arch"] == "gpt"  # local allowed: the folder
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub-cache"))
@@ -205,7 +201,7 @@ def test_every_tab_takes_its_bounds_from_limits(path):
 
 # ----------------------------------------------------------------------------------------- atomic writes
 def test_a_failing_write_leaves_the_old_checkpoint_intact(tmp_path, monkeypatch):
-    old = tiny_bundle(seed=0)
+    old = tiny_bundle("gpt", 0, **SHAPE)
     checkpoints.save(old, tmp_path)
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
     import safetensors.torch as st
@@ -216,7 +212,7 @@ def test_a_failing_write_leaves_the_old_checkpoint_intact(tmp_path, monkeypatch)
 
     monkeypatch.setattr(st, "save_file", half_then_crash)
     with pytest.raises(OSError, match="disk full"):
-        checkpoints.save(tiny_bundle(seed=1), tmp_path)
+        checkpoints.save(tiny_bundle("gpt", 1, **SHAPE), tmp_path)
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # no temp files left either
     monkeypatch.undo()
     idx = torch.tensor([[1, 2, 3]])
@@ -224,7 +220,7 @@ def test_a_failing_write_leaves_the_old_checkpoint_intact(tmp_path, monkeypatch)
 
 
 def test_a_failing_save_run_keeps_the_old_optimizer_state(tmp_path, monkeypatch):
-    bundle = tiny_bundle()
+    bundle = tiny_bundle("gpt", **SHAPE)
     cfg = train.TrainConfig(steps=4, batch_size=2, warmup_steps=1, eval_interval=100, device="cpu")
     d = text_data(TEXT, tiny_tokenizer(), context=16)
     state = train.new_state(bundle.model, cfg)
@@ -252,7 +248,7 @@ def _crashing(atomic):
 
 # ---------------------------------------------------------------------------- a burst stopped midway
 def test_stopping_a_burst_midway_leaves_a_usable_model(tmp_path):
-    bundle = tiny_bundle()
+    bundle = tiny_bundle("gpt", **SHAPE)
     cfg = train.TrainConfig(steps=50, batch_size=4, warmup_steps=2, eval_interval=1000, device="cpu")
     d = text_data(TEXT, tiny_tokenizer(), context=16)
     state = train.new_state(bundle.model, cfg)

@@ -25,7 +25,7 @@ pytest.importorskip("gradio")
 
 from playground.data import shipped_examples  # noqa: E402
 from playground.ui import common, compare_tab, cross_entropy_tab, orpo_tab, sample_tab, train_tab  # noqa: E402
-from tests.app.test_train_app import SMALL  # noqa: E402
+from tests.app.test_train_app import SMALL_FORM  # noqa: E402
 
 MODULES = (compare_tab, cross_entropy_tab, orpo_tab, sample_tab, train_tab)
 TEXT = "It is a truth universally acknowledged, that a single man in possession of a good fortune"
@@ -88,7 +88,7 @@ def run_handler(fn, *args, session: dict, what: str):
 @pytest.fixture(scope="module")
 def trained() -> dict:
     torch.manual_seed(0)
-    outputs = run_handler(train_tab.start, common.new_session(), *SMALL, session={}, what="start")
+    outputs = run_handler(train_tab.start, common.new_session(), SMALL_FORM, session={}, what="start")
     session = outputs[-1][-1]
     assert session["train_run"] is not None and session["trained"] is not None
     return session
@@ -114,7 +114,7 @@ def test_the_session_crosses_and_comes_back_working(trained):
     with torch.no_grad():
         torch.testing.assert_close(mine.model(idx), run.model(idx), atol=0, rtol=0)
     step = mine.state.step
-    outputs = run_handler(train_tab.resume, back, *SMALL, session=back, what="resume")
+    outputs = run_handler(train_tab.resume, back, SMALL_FORM, session=back, what="resume")
     assert outputs[-1][-1]["train_run"].state.step > step  # training went on from the crossed state
 
 

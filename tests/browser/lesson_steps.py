@@ -75,10 +75,12 @@ def open_lesson(browser, app_url: str, tab: str, mode: str, width: int = 1440, h
     return context, page
 
 
-def lesson_page_fixture(tab: str):
-    """A module-scoped fixture `lesson_page`, one page per mode, reused by every step test of the module."""
+def lesson_page_fixture(tab: str, modes: list[str] = MODES):
+    """A module-scoped fixture `lesson_page`, one page per mode, reused by every step test of the module. A lesson
+    whose walk-through is long (train) walks each mode in a file of its own, so that `make test`'s two workers
+    (`--dist loadfile`) can take one mode each."""
 
-    @pytest.fixture(scope="module", params=MODES)
+    @pytest.fixture(scope="module", params=modes)
     def lesson_page(request, browser, app_url):
         context, page = open_lesson(browser, app_url, tab, request.param)
         page.pg_mode = request.param

@@ -1,4 +1,5 @@
-"""lessons/train.md, "Try this" step by step in Chromium (normal and instructor mode): see lesson_steps.py."""
+"""lessons/train.md, "Try this" step by step in Chromium, normal mode (instructor mode: the same tests, collected
+again by test_lesson_train_instructor.py): see lesson_steps.py."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from tests.browser.lesson_steps import (
 )
 
 LESSON = "train"
-lesson_page = lesson_page_fixture(LESSON)
+lesson_page = lesson_page_fixture(LESSON, modes=["normal"])  # instructor mode: test_lesson_train_instructor.py
 _RUN: dict[str, dict] = {}
 PAGE = (  # "a page of your own": about 1,600 characters of plain prose, for step 5
     "My grandmother kept a garden behind the house, a narrow strip of earth between the kitchen wall and the "

@@ -19,7 +19,8 @@ leave the last learner waiting a quarter of an hour. Instead:
   step_seconds)`), not after it.
 - **Prepared before the turn.** A burst may be queued before it is ready (`enqueue(..., ready=False)`) and build
   its model meanwhile: it keeps its place in line from the press, but the slot goes only to ready bursts
-  (`mark_ready`), so a turn is spent training, not building. `on_grant` tells the waiter at once.
+  (`mark_ready`), so a turn is spent training, not building; another burst of the same round may go first
+  meanwhile, a later round's may not. `on_grant` tells the waiter at once.
 - **A place and an estimated start** for every waiting burst (`position`, `eta`), shown in the Train tab.
 
 Plain Python, no gradio: the UI adapter is `playground.ui.scheduler`. All methods are thread-safe.
@@ -166,9 +167,15 @@ class FairScheduler:
 
     def _dispatch(self) -> None:  # under the lock
         while len(self._running) < self.config.slots:
-            nxt = min((t for t in self._waiting if t.ready), key=self._key, default=None)
-            if nxt is None:
+            # the first in line, or if it is still being prepared the next prepared one of the same round: a
+            # second burst does not jump ahead of a first burst that is building its model (the slot waits)
+            best = min(self._waiting, key=self._key, default=None)
+            if best is not None and not best.ready:
+                ready = (t for t in self._waiting if t.ready and t.rounds == best.rounds)
+                best = min(ready, key=self._key, default=None)
+            if best is None:
                 return
+            nxt = best
             self._waiting.remove(nxt)
             nxt.granted_at, nxt.turn = self._clock(), next(self._turns)
             self._served[nxt.learner] = self._served.get(nxt.learner, 0) + 1

@@ -194,6 +194,19 @@ def test_a_burst_keeps_its_place_while_it_is_prepared_and_is_woken_when_granted(
     assert early.granted and grants == ["c", "b"] and early.waited == pytest.approx(2.0)
 
 
+def test_a_second_burst_does_not_jump_ahead_of_a_first_burst_being_prepared():
+    s, _ = make()
+    first = s.enqueue("a")
+    again = s.enqueue("a")  # a's Continue, prepared
+    building = s.enqueue("b", ready=False)  # b's first burst: its model is still being built
+    s.release(first)
+    assert not again.granted and not building.granted  # the slot waits for b (a moment)
+    s.mark_ready(building)
+    assert building.granted and not again.granted
+    s.release(building)
+    assert again.granted
+
+
 def test_a_class_of_30_starts_every_first_burst_within_the_target():
     """The class scenario on a hand-driven clock: 30 learners press Start over 18 s (as the load tool's learners
     do after typing), a step takes 0.6 s with its pause for keystrokes, each turn costs 0.4 s more (the first

@@ -184,7 +184,10 @@ class FairScheduler:
                 self._served.popitem(last=False)
             self._running.append(nxt)
             if nxt.on_grant is not None:
-                nxt.on_grant()
+                try:
+                    nxt.on_grant()
+                except Exception:  # noqa: BLE001 - a waiter that is gone (its event loop closed) still polls
+                    pass
 
     # --------------------------------------------------------------------------------------- turn length
     def turn_length(self, n_waiting: int) -> float | None:

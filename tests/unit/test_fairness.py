@@ -193,6 +193,15 @@ def test_a_burst_keeps_its_place_while_it_is_prepared_and_is_woken_when_granted(
     s.release(late)
     assert early.granted and grants == ["c", "b"] and early.waited == pytest.approx(2.0)
 
+    def gone():
+        raise RuntimeError("Event loop is closed")
+
+    broken, after = s.enqueue("d", on_grant=gone), s.enqueue("e")
+    s.release(early)  # a waiter whose loop is gone does not break the scheduler for the others
+    assert broken.granted
+    s.release(broken)
+    assert after.granted
+
 
 def test_a_second_burst_does_not_jump_ahead_of_a_first_burst_being_prepared():
     s, _ = make()

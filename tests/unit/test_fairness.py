@@ -250,3 +250,39 @@ def test_a_class_of_30_starts_every_first_burst_within_the_target():
     assert len(steps_of) == 30
     assert max(first_start.values()) < 45  # target 40 s: the issue asks for 60 from the press, client included
     assert min(steps_of.values()) >= 2  # every first burst shows steps
+
+
+@pytest.mark.parametrize("prepare", [True, False])
+def test_the_train_tab_builds_while_waiting_and_trains_in_its_turn(prepare):
+    """playground.ui.scheduler.fair: the handler runs up to its TURN while another burst holds the slot (on ZeroGPU,
+    prepare=False, only after the grant), and its training runs inside the turn; TURN never reaches the screen."""
+    pytest.importorskip("gradio")
+    import asyncio
+    from types import SimpleNamespace
+
+    from playground.ui import scheduler as ui
+
+    s = FairScheduler(FairConfig(1, 40, 1.0))
+    hog = s.enqueue("hog")
+    log = []
+
+    def handler(session):
+        log.append("built")
+        yield ui.TURN
+        log.append(("trained", ui.current_turn() is not None))
+        yield ("done",)
+
+    burst = ui.fair(handler, lambda note: ("waiting", note), scheduler=s, prepare=prepare)
+
+    async def drive():
+        gen = burst({}, SimpleNamespace(session_hash="learner-a"))
+        first = await gen.__anext__()
+        assert first[0] == "waiting" and "next in line" in first[1]
+        assert log == (["built"] if prepare else [])  # built while the hog trains (not on ZeroGPU)
+        s.release(hog)  # the grant wakes the waiter
+        outs = [out async for out in gen]
+        return outs
+
+    outs = asyncio.run(asyncio.wait_for(drive(), 60))
+    assert outs == [("done",)] and log == ["built", ("trained", True)]
+    assert s.snapshot()["running"] == 0  # the turn was released

@@ -564,9 +564,9 @@ def start(
     ev = _step0_eval(model, d, cfg, (source, arch, preset, tuple(shape.items())) if source != MY_TEXT else None)
     if ev is not None:  # None: too slow for the burst's time, no step-0 point
         run.evals.append((0, ev["train"], ev["val"]))
-    session["train_run"] = run
-    session["trained"] = _bundle(run)
     yield scheduler.TURN  # built, scored and ready: only now does the burst take the training slot
+    session["train_run"] = run  # the learner's previous model stays theirs while this one waits (Stop keeps it)
+    session["trained"] = _bundle(run)
     yield from _burst(run, session, max_steps, attn_prompt, layer)
 
 

@@ -42,6 +42,9 @@ class ClassResults(loadtest.Results):
     first_wait: dict = field(default_factory=dict)  # learner -> seconds its first burst waited for its turn
     first_start: dict = field(default_factory=dict)  # learner -> seconds from pressing Start to training
     turn_waits: list = field(default_factory=list)  # every burst's wait for its turn (server-measured)
+    turns_held: list = field(default_factory=list)  # seconds each burst held the training slot (server-measured)
+    first_steps: dict = field(default_factory=dict)  # learner -> steps its first burst trained (visible learning)
+    last_loss: dict = field(default_factory=dict)  # learner -> (steps, train loss) its last burst's status showed
     cut: int = 0  # bursts shortened because others waited
     bursts: int = 0
     training_now: int = 0  # bursts training at this moment (client-side view)
@@ -56,6 +59,14 @@ class ClassResults(loadtest.Results):
         starts = list(self.first_start.values())
         out["first_burst_start_s"] = {"max": _r(max(starts, default=0)), "p50": _r(_median(starts))}
         out["turn_wait_s"] = _percentiles(self.turn_waits)
+        out["turn_held_s"] = {**_percentiles(self.turns_held), "max_s": _r(max(self.turns_held, default=0))}
+        steps = list(self.first_steps.values())
+        out["first_burst_steps"] = {"min": min(steps, default=0), "p50": _median(steps), "max": max(steps, default=0)}
+        # learning, as each learner saw it after their last burst: steps and batch loss (untrained: ln 4096 = 8.32)
+        ends = list(self.last_loss.values())
+        out["at_the_end"] = {"steps_p50": _median([s for s, _ in ends]),
+                             "train_loss_p50": _r(_median([x for _, x in ends])),
+                             "train_loss_max": _r(max((x for _, x in ends), default=0))}  # fmt: skip
         out["bursts"], out["bursts_shortened"] = self.bursts, self.cut
         return out
 
@@ -138,7 +149,8 @@ class ClassLearner(loadtest.Learner):
                 if outs:
                     queue = _attr(outs[-1][0], "queue")
                     self.r.max_rank = max(self.r.max_rank, int(queue or 0))
-                    if watch["started"] is None and queue is None:
+                    # training has begun when a step is shown (a note while the model is built is not a start)
+                    if watch["started"] is None and ("training..." in outs[-1][0] or "burst done" in outs[-1][0]):
                         watch["started"] = time.perf_counter() - t0
                         with self.r.lock:
                             self.r.training_now += 1
@@ -162,11 +174,18 @@ class ClassLearner(loadtest.Learner):
             self.r.requests += 1
             self.r.bursts += 1
             self.r.turn_waits.append(waited)
+            self.r.turns_held.append(float(_attr(final, "held") or 0.0))
             self.r.cut += _attr(final, "cut") == "1"
             if name == "train_start" and self.i not in self.r.first_wait:
                 self.r.first_wait[self.i] = waited
                 self.r.first_start[self.i] = started if started is not None else took
         self.step_shown = loadtest.step_of(final) or 0
+        loss = re.search(r"train loss: <b>([0-9.]+)</b>", final or "")
+        with self.r.lock:
+            if name == "train_start":
+                self.r.first_steps.setdefault(self.i, self.step_shown)
+            if loss:
+                self.r.last_loss[self.i] = (self.step_shown, float(loss.group(1)))
         self.steps = self.step_shown  # the leak check: the Train tab must show this learner's own count
 
     def walk(self) -> None:

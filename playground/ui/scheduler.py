@@ -52,7 +52,7 @@ HEAVY_GROUPS = {"heavy", TRAIN_GROUP}  # everything else counts as light work th
 # `max_threads` = 100 job slots, no thread): the other 40 stay free for keystrokes even with 60 bursts waiting
 TRAIN_EVENTS = {"concurrency_id": TRAIN_GROUP, "concurrency_limit": 60}
 PAUSE_PER_STEP = 0.25  # seconds a training step may wait for light work at most
-POLL = 0.25  # seconds between two looks at the turn while waiting
+POLL = 0.5  # seconds between two looks at the place in line while waiting (the grant itself wakes it at once)
 SWITCH_INTERVAL = 0.001  # seconds (CPython's default: 0.005)
 
 _DEMO: list = []  # the Blocks app, for its queue
@@ -68,34 +68,50 @@ def install(demo: gr.Blocks) -> None:
 
 
 # ------------------------------------------------------------------------------------ fair training turns
-def fair(handler, waiting, scheduler: FairScheduler | None = None):
+TURN = "pg:turn"  # what a handler yields when it is prepared and needs the training slot (a str: it pickles)
+
+
+def fair(handler, waiting, scheduler: FairScheduler | None = None, prepare: bool | None = None):
     """`handler` (a generator function whose outputs are tuples) as an async generator that waits for a fair turn
-    first; `waiting(status_html)` gives the outputs to show while waiting (the status, and skips)."""
+    first; `waiting(status_html)` gives the outputs to show while waiting (the status, and skips).
+
+    The burst takes its place in line when it arrives. With `prepare` (the default, except on ZeroGPU) the handler
+    runs meanwhile, outside the slot, up to its first `yield TURN` (checking inputs, building the model): the turn
+    is then spent training. On ZeroGPU the whole handler runs inside one GPU call, which must not wait in line, so
+    the turn is taken first and TURN is skipped."""
     sched = scheduler or TRAIN
+    if prepare is None:
+        from playground import spaces_support
+
+        prepare = not spaces_support.on_zero_gpu()
 
     @functools.wraps(handler)
     async def wrapper(*args):
         *args, request = args
-        ticket = sched.enqueue(_learner(request, args))
+        granted = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        ticket = sched.enqueue(_learner(request, args), ready=not prepare,
+                               on_grant=lambda: loop.call_soon_threadsafe(granted.set))  # fmt: skip
         try:
-            shown, t_shown = None, 0.0
-            while not ticket.granted:
-                if _closed(request):  # the learner closed the tab: their place goes to the others
-                    return
-                pos, eta = sched.position(ticket), sched.eta(ticket)
-                if pos and (pos != shown or time.monotonic() - t_shown > 2.0):
-                    yield waiting(queue_html(pos, eta, ticket.waited, sched))
-                    shown, t_shown = pos, time.monotonic()
-                await asyncio.sleep(POLL)
-            log.info("turn %d to %s after %.1f s", ticket.turn, ticket.learner[:8], ticket.waited)
             it = handler(*args)
-            while True:
-                out = await _to_thread(_next_in_turn, it, ticket)
-                if out is _END:
-                    break
+            if prepare:  # until the handler asks for the slot: outside any turn, while in line
+                while (out := await _to_thread(next, it, _END, training=False)) != TURN:
+                    if out is _END:
+                        return
+                    yield out
+                sched.mark_ready(ticket)
+            async for out in _wait_for_turn(ticket, granted, request, waiting, sched):
                 yield out
+            if not ticket.granted:  # the learner left while waiting
+                return
+            log.info("turn %d to %s after %.1f s", ticket.turn, ticket.learner[:8], ticket.waited)
+            while (out := await _to_thread(_next_in_turn, it, ticket)) is not _END:
+                if out != TURN:
+                    yield out
         finally:
             sched.release(ticket)
+            log.info("turn %s of %s: %.2f s, cut %s (allowed %.2f s)", ticket.turn, ticket.learner[:8],
+                     ticket.held, ticket.cut, ticket.allowed)  # fmt: skip
 
     del wrapper.__wrapped__  # Gradio reads the signature below, not the handler's
     params = list(inspect.signature(handler).parameters.values())
@@ -103,6 +119,23 @@ def fair(handler, waiting, scheduler: FairScheduler | None = None):
     wrapper.__signature__ = inspect.Signature([*params, request])
     wrapper.__annotations__ = {"request": gr.Request}
     return wrapper
+
+
+async def _wait_for_turn(ticket: Ticket, granted: asyncio.Event, request, waiting, sched: FairScheduler):
+    """Until the turn is granted (woken at once by the scheduler) or the learner closed the tab: the place in
+    line and the estimated start, refreshed when the place changes and every 2 s."""
+    shown, t_shown = None, 0.0
+    while not ticket.granted:
+        if _closed(request):  # the learner closed the tab: their place goes to the others
+            return
+        pos, eta = sched.position(ticket), sched.eta(ticket)
+        if pos and (pos != shown or time.monotonic() - t_shown > 2.0):
+            yield waiting(queue_html(pos, eta, ticket.waited, sched))
+            shown, t_shown = pos, time.monotonic()
+        try:
+            await asyncio.wait_for(granted.wait(), POLL)
+        except asyncio.TimeoutError:
+            pass
 
 
 _END = object()
@@ -144,13 +177,15 @@ def _lower_priority() -> None:
         log.warning("training threads keep the normal priority")
 
 
-async def _to_thread(fn, *args):
-    """`fn(*args)` on a training thread, in a copy of this request's context (Gradio keeps the request there, and
+async def _to_thread(fn, *args, training: bool = True):
+    """`fn(*args)` on a training thread (else on asyncio's default pool: a burst's preparation, which must not
+    hold up the running turn's steps), in a copy of this request's context (Gradio keeps the request there, and
     ZeroGPU's `spaces.GPU` reads it), as `anyio.to_thread.run_sync` would."""
     import contextvars
 
     context = contextvars.copy_context()
-    return await asyncio.get_running_loop().run_in_executor(_train_pool(), context.run, fn, *args)
+    pool = _train_pool() if training else None
+    return await asyncio.get_running_loop().run_in_executor(pool, context.run, fn, *args)
 
 
 def _closed(request) -> bool:
@@ -185,10 +220,11 @@ def end_turn() -> None:
         TRAIN.release(ticket)
 
 
-def turn_over() -> bool:
-    """True when others wait and this thread's burst has had its share of the slot."""
+def turn_over(steps: int | None = None, step_seconds: float = 0.0) -> bool:
+    """True when others wait and this thread's burst has had its share of the slot (after `steps` steps in this
+    turn, the last of which took `step_seconds`: see FairScheduler.turn_over)."""
     ticket = current_turn()
-    return ticket is not None and TRAIN.turn_over(ticket)
+    return ticket is not None and TRAIN.turn_over(ticket, steps, step_seconds)
 
 
 def turn_note() -> str:
@@ -203,18 +239,19 @@ def turn_note() -> str:
 
 
 def turn_attrs() -> dict:
-    """data-* attributes for the status: the turn number and the wait (the load tool reads them)."""
+    """data-* attributes for the status: the turn number, the wait, whether it was cut and how long it held the
+    slot (the load tool reads them)."""
     ticket = current_turn()
     if ticket is None:
         return {}
-    return {"turn": ticket.turn, "waited": f"{ticket.waited:.2f}", "cut": int(ticket.cut)}
+    return {"turn": ticket.turn, "waited": f"{ticket.waited:.2f}", "cut": int(ticket.cut), "held": f"{ticket.held:.2f}"}
 
 
 def queue_html(position: int, eta: float, waited: float, sched: FairScheduler) -> str:
     """The Train tab's status while a burst waits for its turn."""
     snap = sched.snapshot()
     place = {1: "next", 2: "2nd", 3: "3rd"}.get(position, f"{position}th")
-    length = sched.turn_length(snap["waiting"])
+    length = snap["turn_s"]
     short = f"; while {snap['waiting']} wait, each burst lasts at most {length:.0f} s" if length else ""
     text = (
         f"Waiting for a training slot: you are {place} in line ({snap['waiting']} waiting, "

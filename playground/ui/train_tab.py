@@ -52,6 +52,7 @@ def _ui_preset(name: str, steps: int | None = None) -> dict:
 
 PRESETS = {"tiny": _ui_preset("tiny"), "course (GPU)": _ui_preset("course", steps=5000)}
 UI_EVERY = 0.5  # seconds between screen updates while a burst runs (each update redraws two plots)
+UI_EVERY_SHARED = 3.0  # the same while others wait for the training slot (their turn waits for each redraw)
 EVAL_INTERVAL, EVAL_ITERS = 25, 2  # a point on the validation curve every 25 steps, cheap enough for a CPU
 MAX_MAP_TOKENS = 32  # attention maps of at most this many prompt tokens (beyond, cells get too small to read)
 UNIFORM = "uniform (ln V)"
@@ -475,6 +476,7 @@ def _burst(run: Run, session: dict, max_steps: int | None, attn_prompt: str, lay
         run.stop.clear()
         run.running, run.burst_start, run.burst_t0 = True, start, t0
     try:
+        t_step = time.perf_counter()
         while True:
             scheduler.pause_for_light()  # a keystroke elsewhere goes first (at most a fraction of a second)
             # One step at a time under the run's lock, and none after Stop: Stop sets `run.stop` under the same
@@ -489,15 +491,21 @@ def _burst(run: Run, session: dict, max_steps: int | None, attn_prompt: str, lay
                         _record(run, r)
                     break
                 _record(run, r)
-                # others wait for the slot and this turn had its share (scheduler.py): end here, without the last
-                # evaluation and sample, which would cost a waiting learner as much time again as a short turn
-                if scheduler.turn_over():
+                # others wait for the slot and this turn had its share, or the next step (as long as this one, its
+                # pause included) would carry it past (scheduler.py): end here, without the last evaluation and
+                # sample, which would cost a waiting learner as much time again as a short turn
+                now = time.perf_counter()
+                if scheduler.turn_over(r.step - start, now - t_step):
                     break
+                t_step = now
                 if max_steps is not None:
                     burst = (r.step - start, max_steps)
                 else:
                     burst = (round(time.perf_counter() - t0, 1), run.cfg.max_seconds)
-                if time.perf_counter() - shown >= UI_EVERY:
+                # the first step is shown at once (training has begun); while others wait, fewer redraws: each
+                # one is drawn between two steps, and a turn of a second or two needs none but the last
+                every = UI_EVERY if scheduler.time_left() is None else UI_EVERY_SHARED
+                if time.perf_counter() - shown >= every:
                     shown = time.perf_counter()
                     update = (status_html(run, "training...", burst), loss_frame(run), lr_frame(run), run.sample)
             if update is not None:
@@ -581,7 +589,8 @@ def start(session, form: TrainForm):
     ev = _step0_eval(model, d, cfg, knobs)
     if ev is not None:  # None: too slow for the burst's time, no step-0 point
         run.evals.append((0, ev["train"], ev["val"]))
-    session["train_run"] = run
+    yield scheduler.TURN  # built, scored and ready: only now does the burst take the training slot
+    session["train_run"] = run  # the learner's previous model stays theirs while this one waits (Stop keeps it)
     session["trained"] = _bundle(run)
     yield from _burst(run, session, max_steps, form.attn_prompt, form.layer)
 
@@ -602,6 +611,7 @@ def resume(session, form: TrainForm):
             "or press Start for a fresh model."
         )
     memory.check_train_memory(run.model.config, cfg.batch_size, run.shape["context"])  # the batch may have grown
+    yield scheduler.TURN  # checked: now the burst takes the training slot
     run.cfg = dataclasses.replace(cfg, seed=run.cfg.seed)
     yield from _burst(run, session, max_steps, form.attn_prompt, form.layer)
 

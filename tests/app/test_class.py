@@ -90,8 +90,10 @@ def test_bursts_take_round_robin_turns_and_shorten_when_others_wait(class_app):
     wait_until(first, training)
     again = a.submit(*train_args("steps", 2), api_name="/train_continue")  # a asks for a second burst first...
     assert attr(wait_until(again, lambda s: attr(s, "queue") is not None), "queue") == "1"
-    others = [x.submit(*train_args("steps", 3), api_name="/train_start") for x in (b, c)]  # ...then b and c arrive
-    shown = [wait_until(job, lambda s: attr(s, "queue") is not None) for job in others]
+    others, shown = [], []
+    for x in (b, c):  # ...then b and c arrive (c once b's model is built and b shows its place: b is ahead)
+        others.append(x.submit(*train_args("steps", 3), api_name="/train_start"))
+        shown.append(wait_until(others[-1], lambda s: attr(s, "queue") is not None))
     assert "Estimated start in about" in shown[0] and "in line" in shown[0]
     finals = [job.result()[0] for job in (first, *others, again)]
     turns = [int(attr(s, "turn")) for s in finals]

@@ -543,6 +543,10 @@ def _unflatten_optimizer(tensors: dict, groups: list[dict], optimizer: torch.opt
 
 
 # ------------------------------------------------------------------------------------------- recipes
+# How the Train tab runs a burst (train_tab.py; the bench's CPU-burst row reproduces it): a point on the
+# validation curve every 25 steps from 2 batches per split (cheap on a CPU), and a 40-token sample with it.
+TAB_BURST: dict = {"eval_interval": 25, "eval_iters": 2, "sample_tokens": 40,
+                   "sample_prompt": "It is a truth universally acknowledged"}  # fmt: skip
 # Training settings that go with each model preset: "tiny" is tuned to learn visibly on a 2-core CPU
 # (validation loss from ln 4096 = 8.3 to below 5.5 nats/token within a minute); "course" is the course's
 # run for a GPU (notes sections 19-21: batch 4 at context 512, lr 3e-4, dropout 0.05, weight decay 0.01).

@@ -51,12 +51,11 @@ def _ui_preset(name: str, steps: int | None = None) -> dict:
 
 PRESETS = {"tiny": _ui_preset("tiny"), "course (GPU)": _ui_preset("course", steps=5000)}
 UI_EVERY = 0.5  # seconds between screen updates while a burst runs (each update redraws two plots)
-EVAL_INTERVAL, EVAL_ITERS = 25, 2  # a point on the validation curve every 25 steps, cheap enough for a CPU
 MAX_MAP_TOKENS = 32  # attention maps of at most this many prompt tokens (beyond, cells get too small to read)
 UNIFORM = "uniform (ln V)"
 LOSS_COLOURS = {"batch loss": "#a5b4fc", "train (eval)": "#3730a3", "validation": "#d97706", UNIFORM: "#9ca3af"}
 LR_COLOURS = {"schedule": "#cbd5e1", "done": "#3730a3"}
-DEFAULT_PROMPT = "It is a truth universally acknowledged"
+DEFAULT_PROMPT = train.TAB_BURST["sample_prompt"]
 ATTN_PROMPT = "Emma Woodhouse, handsome, clever, and rich, had lived nearly twenty-one years"
 
 
@@ -161,10 +160,7 @@ def _train_config(lr, batch, total_steps, warmup, mode, amount, prompt) -> tuple
         lr=check_float(lr, "Learning rate", 1e-6, 1.0),
         batch_size=check_int(batch, "Batch size", 1, 128),
         warmup_steps=min(check_int(warmup, "Warmup steps", 0, 100_000), total),
-        eval_interval=EVAL_INTERVAL,
-        eval_iters=EVAL_ITERS,
-        sample_prompt=check_text(prompt or DEFAULT_PROMPT, "sample prompt", 500),
-        sample_tokens=40,
+        **dict(train.TAB_BURST, sample_prompt=check_text(prompt or DEFAULT_PROMPT, "sample prompt", 500)),
         max_seconds=LIMITS.max_train_seconds,
         device=str(common.DEVICE),
         dtype="bfloat16" if common.DEVICE.type == "cuda" else "float32",  # bf16 autocast on a GPU

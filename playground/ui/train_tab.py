@@ -51,6 +51,7 @@ def _ui_preset(name: str, steps: int | None = None) -> dict:
 
 PRESETS = {"tiny": _ui_preset("tiny"), "course (GPU)": _ui_preset("course", steps=5000)}
 UI_EVERY = 0.5  # seconds between screen updates while a burst runs (each update redraws two plots)
+BURST_STEPS = 300  # the default burst: a third of the tiny schedule, ~20 s on an idle CPU core
 MAX_MAP_TOKENS = 32  # attention maps of at most this many prompt tokens (beyond, cells get too small to read)
 UNIFORM = "uniform (ln V)"
 LOSS_COLOURS = {"batch loss": "#a5b4fc", "train (eval)": "#3730a3", "validation": "#d97706", UNIFORM: "#9ca3af"}
@@ -173,7 +174,7 @@ def _train_config(lr, batch, total_steps, warmup, mode, amount, prompt) -> tuple
 
 def _burst_seconds(a: dict) -> float:
     """GPU seconds a burst asks ZeroGPU for: its time bound, or ~50 ms a step; plus building and evaluating."""
-    amount = common.gpu_seconds(a, "amount", 100)
+    amount = common.gpu_seconds(a, "amount", BURST_STEPS)
     return 20 + (amount if a.get("mode") == "seconds" else 0.05 * amount)
 
 
@@ -743,7 +744,7 @@ def _training_panel(w: SimpleNamespace, tiny: dict) -> None:
             )
         with gr.Row():
             w.mode = gr.Radio(["steps", "seconds"], value="steps", label="Burst by", elem_id="train-mode")
-            w.amount = gr.Number(100, label="Burst length", minimum=1, elem_id="train-amount")
+            w.amount = gr.Number(BURST_STEPS, label="Burst length", minimum=1, elem_id="train-amount")
             w.prompt = gr.Textbox(DEFAULT_PROMPT, label="Sample prompt", elem_id="train-prompt")
 
 

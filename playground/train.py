@@ -553,10 +553,11 @@ TAB_BURST: dict = {"eval_interval": 25, "eval_iters": 2, "sample_tokens": 40,
 RECIPES: dict[str, dict] = {
     "tiny": {
         # measured on the 2-core CPU, one thread: 32 windows of 32 tokens learn faster per step than 16 of 64
-        # (less correlated tokens in a batch), and 2 blocks beat 4 at equal time. The schedule fills the minute
-        # (issue 22): ~60 ms a step on an idle core, the tab's evaluations included, so 900 steps take ~55 s. On
+        # (less correlated tokens in a batch), and 2 blocks beat 4 at equal time. The schedule is sized for the
+        # minute (issue 22) at the idle speed measured before (300 steps in 17.9 s, evaluations included). On
         # Austen its held-out loss ends at 4.64 nats/token (the tab's two batches; 4.69 over the whole split)
-        # where the 300-step schedule of the same model stopped at 5.40; lr 1e-2 ended at 4.94.
+        # where the 300-step schedule of the same model stopped at 5.40; lr 1e-2 ended at 4.94. With the other
+        # core busy a step took twice as long: a 60 s burst stopped at step ~490, at 4.99 (docs/benchmarks.md).
         "model": {"context": 32, "n_layer": 2},  # shape options (SHAPE_FIELDS keys), for either architecture
         "train": {"batch_size": 32, "lr": 5e-3, "warmup_steps": 30, "steps": 900, "eval_interval": 50},
     },

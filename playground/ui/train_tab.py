@@ -53,12 +53,12 @@ def _ui_preset(name: str, steps: int | None = None) -> dict:
 PRESETS = {"tiny": _ui_preset("tiny"), "course (GPU)": _ui_preset("course", steps=5000)}
 UI_EVERY = 0.5  # seconds between screen updates while a burst runs (each update redraws two plots)
 UI_EVERY_SHARED = 3.0  # the same while others wait for the training slot (their turn waits for each redraw)
-EVAL_INTERVAL, EVAL_ITERS = 25, 2  # a point on the validation curve every 25 steps, cheap enough for a CPU
+BURST_STEPS = 300  # the default burst: a third of the tiny schedule, ~20 s on an idle CPU core
 MAX_MAP_TOKENS = 32  # attention maps of at most this many prompt tokens (beyond, cells get too small to read)
 UNIFORM = "uniform (ln V)"
 LOSS_COLOURS = {"batch loss": "#a5b4fc", "train (eval)": "#3730a3", "validation": "#d97706", UNIFORM: "#9ca3af"}
 LR_COLOURS = {"schedule": "#cbd5e1", "done": "#3730a3"}
-DEFAULT_PROMPT = "It is a truth universally acknowledged"
+DEFAULT_PROMPT = train.TAB_BURST["sample_prompt"]
 ATTN_PROMPT = "Emma Woodhouse, handsome, clever, and rich, had lived nearly twenty-one years"
 
 
@@ -204,10 +204,7 @@ def _train_config(lr, batch, total_steps, warmup, mode, amount, prompt) -> tuple
         lr=check_float(lr, "Learning rate", 1e-6, 1.0),
         batch_size=check_int(batch, "Batch size", 1, 128),
         warmup_steps=min(check_int(warmup, "Warmup steps", 0, 100_000), total),
-        eval_interval=EVAL_INTERVAL,
-        eval_iters=EVAL_ITERS,
-        sample_prompt=check_text(prompt or DEFAULT_PROMPT, "sample prompt", 500),
-        sample_tokens=40,
+        **dict(train.TAB_BURST, sample_prompt=check_text(prompt or DEFAULT_PROMPT, "sample prompt", 500)),
         max_seconds=LIMITS.max_train_seconds,
         device=str(common.DEVICE),
         dtype="bfloat16" if common.DEVICE.type == "cuda" else "float32",  # bf16 autocast on a GPU
@@ -222,7 +219,7 @@ def _burst_seconds(a: dict) -> float:
     """GPU seconds a burst asks ZeroGPU for: its time bound, or ~50 ms a step; plus building and evaluating.
     `a`: the handler's arguments by name (`session`, `form`)."""
     form = vars(a["form"])
-    amount = common.gpu_seconds(form, "amount", 100)
+    amount = common.gpu_seconds(form, "amount", BURST_STEPS)
     return 20 + (amount if form.get("mode") == "seconds" else 0.05 * amount)
 
 
@@ -781,7 +778,7 @@ def _training_panel(w: SimpleNamespace, tiny: dict) -> None:
             )
         with gr.Row():
             w.mode = gr.Radio(["steps", "seconds"], value="steps", label="Burst by", elem_id="train-mode")
-            w.amount = gr.Number(100, label="Burst length", minimum=1, elem_id="train-amount")
+            w.amount = gr.Number(BURST_STEPS, label="Burst length", minimum=1, elem_id="train-amount")
             w.prompt = gr.Textbox(DEFAULT_PROMPT, label="Sample prompt", elem_id="train-prompt")
 
 

@@ -24,7 +24,7 @@ def tiny_run(tmp_path_factory):
 def test_every_row_has_a_reference_beside_it(tiny_run):
     _, data = tiny_run
     rows = data["rows"]
-    assert {r["section"] for r in rows} == {"train", "decode", "app"}
+    assert {r["section"] for r in rows} == {"train", "decode", "app", "burst"}
     for r in rows:
         assert r["error"] is None, r
         assert r["ours"] > 0 and r["ref"] > 0 and r["reference"] not in ("", "-"), r
@@ -39,7 +39,8 @@ def test_x_is_how_many_times_better_ours_is():
     faster = bench.Row("decode", "a", "tok/s", "peer", ours=300.0, ref=100.0)
     quicker = bench.Row("app", "b", "s", "peer", ours=0.5, ref=2.0)
     slower = bench.Row("app", "c", "s", "peer", ours=4.0, ref=1.0)
-    assert (faster.x, quicker.x, slower.x) == (3.0, 4.0, 0.25)
+    lower_loss = bench.Row("burst", "e", "nats/token", "peer", ours=4.0, ref=5.0)
+    assert (faster.x, quicker.x, slower.x, lower_loss.x) == (3.0, 4.0, 0.25, 1.25)
     assert bench.Row("app", "d", "s", "peer", ours=None, ref=1.0).x is None
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -60,6 +61,19 @@ def test_lr_schedule_against_an_independent_formula():
             t, T = s - 5, 44
             want = 0.0 + 0.5 * (2e-3 - 0.0) * (1 + math.cos(t / T * math.pi))
         assert train.lr_at(s, cfg) == pytest.approx(want, rel=1e-12, abs=1e-18)
+
+
+def test_tiny_recipe_schedule_against_a_float64_reference():
+    """The Train tab's tiny preset (issue 22): linear warmup to the peak, then the cosine from the peak to a tenth
+    of it over exactly the rest of the schedule, step by step against the formula in numpy float64. (The course's
+    slip, 0.5 * (1.0 * cos), would reach 0 half-way and stop learning.)"""
+    cfg = train.TrainConfig(**train.RECIPES["tiny"]["train"])
+    peak, floor, w, n = cfg.lr, cfg.lr / 10, cfg.warmup_steps, cfg.steps
+    s = np.arange(n, dtype=np.float64)
+    p = np.clip((s - w) / (n - 1 - w), 0.0, 1.0)
+    want = np.where(s < w, peak * (s + 1) / w, floor + (peak - floor) * 0.5 * (1.0 + np.cos(np.pi * p)))
+    np.testing.assert_allclose(train.lr_schedule(cfg), want, rtol=1e-12, atol=0)
+    assert want[w - 1] == peak and want[-1] == pytest.approx(floor, rel=1e-12)
 
 
 def test_config_checks():

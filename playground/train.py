@@ -548,18 +548,14 @@ def _unflatten_optimizer(tensors: dict, groups: list[dict], optimizer: torch.opt
 TAB_BURST: dict = {"eval_interval": 25, "eval_iters": 2, "sample_tokens": 40,
                    "sample_prompt": "It is a truth universally acknowledged"}  # fmt: skip
 # Training settings that go with each model preset: "tiny" is tuned to learn visibly on a 2-core CPU
-# (validation loss from ln 4096 = 8.3 to below 5.0 nats/token within a minute); "course" is the course's
+# (validation loss from ln 4096 = 8.3 to below 5.5 nats/token within a minute); "course" is the course's
 # run for a GPU (notes sections 19-21: batch 4 at context 512, lr 3e-4, dropout 0.05, weight decay 0.01).
 RECIPES: dict[str, dict] = {
     "tiny": {
-        # measured on the 2-core CPU, one thread: 32 windows of 32 tokens learn faster per step than 16 of 64
-        # (less correlated tokens in a batch), and 2 blocks beat 4 at equal time. The schedule is sized for the
-        # minute (issue 22) at the idle speed measured before (300 steps in 17.9 s, evaluations included). On
-        # Austen its held-out loss ends at 4.64 nats/token (the tab's two batches; 4.69 over the whole split)
-        # where the 300-step schedule of the same model stopped at 5.40; lr 1e-2 ended at 4.94. With the other
-        # core busy a step took twice as long: a 60 s burst stopped at step ~490, at 4.99 (docs/benchmarks.md).
+        # measured on the 2-core CPU: 32 windows of 32 tokens learn faster per step than 16 of 64 (less
+        # correlated tokens in a batch), and 2 blocks beat 4 at equal time (val 5.32 after 283 steps in 58 s)
         "model": {"context": 32, "n_layer": 2},  # shape options (SHAPE_FIELDS keys), for either architecture
-        "train": {"batch_size": 32, "lr": 5e-3, "warmup_steps": 30, "steps": 900, "eval_interval": 50},
+        "train": {"batch_size": 32, "lr": 5e-3, "warmup_steps": 20, "steps": 300, "eval_interval": 50},
     },
     "small": {
         "model": {},

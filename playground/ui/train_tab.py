@@ -53,7 +53,7 @@ def _ui_preset(name: str, steps: int | None = None) -> dict:
 PRESETS = {"tiny": _ui_preset("tiny"), "course (GPU)": _ui_preset("course", steps=5000)}
 UI_EVERY = 0.5  # seconds between screen updates while a burst runs (each update redraws two plots)
 UI_EVERY_SHARED = 3.0  # the same while others wait for the training slot (their turn waits for each redraw)
-BURST_STEPS = 300  # the default burst: a third of the tiny schedule, ~20 s on an idle CPU core
+BURST_STEPS = 100  # the default burst: a third of the tiny schedule, ~10-20 s on an idle CPU core
 MAX_MAP_TOKENS = 32  # attention maps of at most this many prompt tokens (beyond, cells get too small to read)
 UNIFORM = "uniform (ln V)"
 LOSS_COLOURS = {"batch loss": "#a5b4fc", "train (eval)": "#3730a3", "validation": "#d97706", UNIFORM: "#9ca3af"}
@@ -778,7 +778,7 @@ def _training_panel(w: SimpleNamespace, tiny: dict) -> None:
             )
         with gr.Row():
             w.mode = gr.Radio(["steps", "seconds"], value="steps", label="Burst by", elem_id="train-mode")
-            w.amount = gr.Number(BURST_STEPS, label="Burst length", minimum=1, elem_id="train-amount")
+            w.amount = gr.Number(100, label="Burst length", minimum=1, elem_id="train-amount")
             w.prompt = gr.Textbox(DEFAULT_PROMPT, label="Sample prompt", elem_id="train-prompt")
 
 

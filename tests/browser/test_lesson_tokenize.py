@@ -123,6 +123,8 @@ def _train(page, model_type: str, vocab: int) -> str:
 def _open_training(page) -> None:
     if not page.locator("#tok-train").is_visible():
         page.locator("#tok-train-box").get_by_role("button", name=re.compile("Train your own tokenizer")).click()
+    for elem_id in ("tok-source", "tok-corpus", "tok-vocab", "tok-model-type", "tok-train"):
+        page.locator(f"#{elem_id}").wait_for(state="visible", timeout=10_000)  # the accordion opens with an animation
     assert_visible(page, "tok-source", "tok-corpus", "tok-vocab", "tok-model-type", "tok-train")
 
 

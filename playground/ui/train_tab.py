@@ -778,7 +778,7 @@ def _training_panel(w: SimpleNamespace, tiny: dict) -> None:
             )
         with gr.Row():
             w.mode = gr.Radio(["steps", "seconds"], value="steps", label="Burst by", elem_id="train-mode")
-            w.amount = gr.Number(100, label="Burst length", minimum=1, elem_id="train-amount")
+            w.amount = gr.Number(BURST_STEPS, label="Burst length", minimum=1, elem_id="train-amount")
             w.prompt = gr.Textbox(DEFAULT_PROMPT, label="Sample prompt", elem_id="train-prompt")
 
 

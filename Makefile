@@ -28,7 +28,7 @@ run: venv
 test: dev-deps browser
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m pytest -q -n 2 --dist loadfile  # two workers, one per core; each starts its own app server
+	$(PY) -m pytest -q -n 2 --dist loadfile --durations=25  # two workers, one per core; each starts its own app server
 
 lint: dev-deps
 	$(PY) -m ruff check .

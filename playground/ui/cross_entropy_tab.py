@@ -324,6 +324,8 @@ def break_range(dtype: str, x):
     """The slider's range for this dtype (float16 runs out near 10^4.8, float32 and bfloat16 near 10^38.5)."""
     top = BREAK_MAX_EXP.get(dtype, BREAK_MAX_EXP["float32"])
     x = float(x) if isinstance(x, (int, float)) and math.isfinite(x) else 1.0
+    if 0.0 <= x <= top:  # the value fits: leave it alone, so an x typed while this answer travels is not overwritten
+        return gr.Slider(minimum=0.0, maximum=top)
     return gr.Slider(minimum=0.0, maximum=top, value=min(max(x, 0.0), top))
 
 

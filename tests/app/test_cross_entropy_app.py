@@ -175,3 +175,12 @@ def test_long_text_is_truncated_with_a_note_and_the_server_keeps_serving(client,
     assert "only the first" in summary and len(table["data"]) <= 1024
     summary, *_ = score(client, model_source)  # still serving after the errors above
     assert "ce-loss" in summary
+
+
+def test_break_range_keeps_a_value_that_fits(client):
+    """A dtype change that does not need to clamp x sends no value: an x typed while the answer travels stays
+    (CI saw the lesson walk's typed 1.85 overwritten by the 4.9 the change was sent with)."""
+    out = client.predict("float32", 4.9, api_name="/ce_break_range")
+    assert not isinstance(out, (int, float)), out
+    assert "value" not in out or out["value"] is None, out
+    assert out.get("maximum") == 39.0, out

@@ -9,6 +9,7 @@ import re
 
 import pytest
 
+from playground.ui.cross_entropy_tab import BREAK_MAX_EXP
 from tests.browser.lesson_steps import (
     assert_visible,
     fill_text,
@@ -120,6 +121,16 @@ def break_it(page, exp: float) -> dict:
     return {"rows": value, "verdict": page.locator("#ce-break-verdict").inner_text()}
 
 
+def pick_dtype(page, dtype: str) -> None:
+    """Pick a dtype and wait for the slider to take its range, before an x is typed (CI once saw the answer to the
+    dtype change land after the typed x)."""
+    pick_radio(page, "ce-dtype", dtype)
+    page.wait_for_function(
+        "top => Number(document.querySelector('#ce-scale input[type=range]').max) === top",
+        arg=BREAK_MAX_EXP[dtype],
+    )
+
+
 def naive_broke(r) -> bool:
     return not math.isfinite(r["rows"]["naive manual"])
 
@@ -144,7 +155,7 @@ def test_step_5(lesson_page):
     fill_text(page, "ce-text", text_of(page, "ce-text"))  # the text of step 4 stays
     assert_visible(page, "ce-dtype", "ce-scale", "ce-break-go")
 
-    pick_radio(page, "ce-dtype", "float16")
+    pick_dtype(page, "float16")
     r = break_it(page, agree_x)
     assert "All three agree" in r["verdict"] and not naive_broke(r), r
     r = break_it(page, naive_x)
@@ -156,7 +167,7 @@ def test_step_5(lesson_page):
     assert "no formula can recover it" in far["verdict"], far  # the tab says so
     assert not math.isfinite(far["rows"]["float64 reference"]), far  # and it is so: the cast logits hold inf
 
-    pick_radio(page, "ce-dtype", "float32")
+    pick_dtype(page, "float32")
     x32 = float(re.search(r"the naive loss breaks past \$x = ([\d.]+)\$", step).group(1))
     assert x32 > naive_x
     assert not naive_broke(break_it(page, round(x32 - 0.1, 2)))
@@ -167,7 +178,7 @@ def test_notice(lesson_page):
     """bfloat16 has float32's range: at the model's own logits its losses are finite but coarse."""
     page, notice = lesson_page, section(LESSON, "What to notice")
     says(notice, "bfloat16 has float32's range")
-    pick_radio(page, "ce-dtype", "bfloat16")
+    pick_dtype(page, "bfloat16")
     r = break_it(page, 1.0)
     values = r["rows"]
     assert all(math.isfinite(values[k]) for k in ("stable manual (log-sum-exp)", "F.cross_entropy"))

@@ -108,12 +108,15 @@ def test_step_3(lesson_page):
 
 def _train(page, model_type: str, vocab: int) -> str:
     """Train with the panel's current settings; return the new tokenizer's name (`my bpe 300 #2`)."""
-    choose(page, "tok-model-type", model_type)
+    choose(page, "tok-model-type", model_type, leave="#tok-text textarea")  # leaving the dropdown commits it
     set_number(page, "tok-vocab", vocab)
     status = page.locator("#tok-train-status")
     before = status.inner_text() if status.count() else ""
     named = re.compile(rf"my {model_type} {vocab} #\d+")
-    click_and_wait(page, "#tok-train", status.get_by_text(named), timeout=180_000)
+    try:
+        click_and_wait(page, "#tok-train", status.get_by_text(named), timeout=180_000)
+    except Exception as exc:  # say what the page showed instead (CI once timed out here with no clue)
+        raise AssertionError(f"no {named.pattern!r} in the training status: {status.inner_text()!r}") from exc
     page.wait_for_function(
         "b => document.querySelector('#tok-train-status').innerText !== b", arg=before, timeout=180_000
     )

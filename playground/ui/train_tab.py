@@ -34,26 +34,32 @@ log = logging.getLogger(__name__)
 
 MY_TEXT = "my text (paste or upload)"
 SOURCES = [*corpus.corpus_names(), MY_TEXT]
-# Model shapes offered as presets: what each knob is set to. "tiny" learns visibly in a minute on a CPU;
-# "course" is the course's 19.8M-parameter model (notes sections 19-21), meant for a GPU.
-MODEL_PRESET = {"tiny": "tiny", "course (GPU)": "course"}  # -> the model module's own preset name
+# Model shapes offered as presets: what each knob is set to. "tiny" learns visibly in 20 seconds on a CPU, "tiny,
+# 1 minute" is the same model trained for a minute (a lower loss, in one burst); "course" is the course's
+# 19.8M-parameter model (notes sections 19-21), meant for a GPU.
+MINUTE = "tiny, 1 minute"  # the tiny model with its schedule stretched to a minute (train.TINY_MINUTE)
+MODEL_PRESET = {"tiny": "tiny", MINUTE: "tiny", "course (GPU)": "course"}  # -> the model module's own preset name
+BURST_STEPS = 100  # the default burst: a third of the tiny schedule, ~10-20 s on an idle CPU core
 
 
-def _ui_preset(name: str, steps: int | None = None) -> dict:
+def _ui_preset(name: str, burst: int = BURST_STEPS, **schedule) -> dict:
     """The knobs of a preset, read from the GPT preset and its training recipe (`train.RECIPES`): one source for
-    the numbers the tab shows and the command line uses. `steps` replaces the recipe's schedule length where a
-    burst-by-burst tab wants a shorter one (the course's recipe is 100,000 steps)."""
+    the numbers the tab shows and the command line uses. `schedule` (steps, warmup_steps) replaces the recipe's
+    where the tab wants another length (the course's recipe is 100,000 steps); `burst`: the default burst length."""
     cfg = train.model_config("gpt", name, 4096)  # the preset's shape with the recipe's tweaks
-    recipe = train.RECIPES[name]["train"]
+    recipe = {**train.RECIPES[name]["train"], **schedule}
     return {"n_layer": cfg.n_layer, "n_head": cfg.n_head, "n_embd": cfg.n_embd, "context": cfg.context_length,
-            "lr": recipe["lr"], "batch": recipe["batch_size"], "steps": steps or recipe["steps"],
-            "warmup": recipe["warmup_steps"]}  # fmt: skip
+            "lr": recipe["lr"], "batch": recipe["batch_size"], "steps": recipe["steps"],
+            "warmup": recipe["warmup_steps"], "burst": burst}  # fmt: skip
 
 
-PRESETS = {"tiny": _ui_preset("tiny"), "course (GPU)": _ui_preset("course", steps=5000)}
+PRESETS = {
+    "tiny": _ui_preset("tiny"),
+    MINUTE: _ui_preset("tiny", burst=train.TINY_MINUTE["steps"], **train.TINY_MINUTE),  # one Start, the whole minute
+    "course (GPU)": _ui_preset("course", steps=5000),
+}
 UI_EVERY = 0.5  # seconds between screen updates while a burst runs (each update redraws two plots)
 UI_EVERY_SHARED = 3.0  # the same while others wait for the training slot (their turn waits for each redraw)
-BURST_STEPS = 100  # the default burst: a third of the tiny schedule, ~10-20 s on an idle CPU core
 MAX_MAP_TOKENS = 32  # attention maps of at most this many prompt tokens (beyond, cells get too small to read)
 UNIFORM = "uniform (ln V)"
 LOSS_COLOURS = {"batch loss": "#a5b4fc", "train (eval)": "#3730a3", "validation": "#d97706", UNIFORM: "#9ca3af"}
@@ -666,9 +672,14 @@ def param_info(arch, preset, n_layer, n_head, n_embd, context) -> str:
     return f"<span id='train-params-inner' data-params='{count.total}'>{html.escape(text)}</span>"
 
 
-def apply_preset(preset):
+def apply_preset(preset, mode="steps", amount=BURST_STEPS):
+    """The preset's knobs, and its burst length where the learner has not chosen their own (a burst in seconds, or a
+    number of steps that is no preset's default, stays as it is)."""
     p = PRESETS.get(preset, PRESETS["tiny"])
-    return p["n_layer"], p["n_head"], p["n_embd"], p["context"], p["lr"], p["batch"], p["steps"], p["warmup"]
+    defaults = {q["burst"] for q in PRESETS.values()}
+    keep = mode == "seconds" or (isinstance(amount, (int, float)) and amount not in defaults)
+    burst = amount if keep else p["burst"]
+    return p["n_layer"], p["n_head"], p["n_embd"], p["context"], p["lr"], p["batch"], p["steps"], p["warmup"], burst
 
 
 @common.friendly
@@ -751,7 +762,14 @@ def _model_panel(w: SimpleNamespace, tiny: dict) -> None:
     with gr.Accordion("Model", open=True):
         with gr.Row():
             w.arch = gr.Radio(["gpt", "llama"], value="gpt", label="Architecture", elem_id="train-arch")
-            w.preset = gr.Radio(list(PRESETS), value="tiny", label="Preset", elem_id="train-preset")
+            w.preset = gr.Radio(
+                list(PRESETS),
+                value="tiny",
+                label="Preset",
+                info="tiny: a 300-step schedule, ~20 s on a CPU; tiny, 1 minute: the same model, 720 steps in one "
+                "burst of about a minute (a lower loss); course: the course's 19.8M-parameter model, for a GPU",
+                elem_id="train-preset",
+            )
         with gr.Row(elem_classes=["pg-advanced"]):
             w.n_layer = gr.Number(tiny["n_layer"], label="Layers", precision=0, minimum=1, maximum=12)
             w.n_head = gr.Number(tiny["n_head"], label="Heads", precision=0, minimum=1, maximum=16)
@@ -850,8 +868,9 @@ def _wire(ctx: common.TabContext, w: SimpleNamespace) -> None:
     shape_in = [w.arch, w.preset, w.n_layer, w.n_head, w.n_embd, w.context]
     for knob in (w.arch, w.n_layer, w.n_head, w.n_embd, w.context):
         knob.change(param_info, shape_in, [w.params], api_name=False, **common.LIGHT)
-    preset_out = [w.n_layer, w.n_head, w.n_embd, w.context, w.lr, w.batch, w.total, w.warmup]
-    w.preset.change(apply_preset, [w.preset], preset_out, api_name="train_preset", **common.LIGHT).then(
+    preset_out = [w.n_layer, w.n_head, w.n_embd, w.context, w.lr, w.batch, w.total, w.warmup, w.amount]
+    preset_in = [w.preset, w.mode, w.amount]
+    w.preset.change(apply_preset, preset_in, preset_out, api_name="train_preset", **common.LIGHT).then(
         param_info, shape_in, [w.params], api_name="train_params", **common.LIGHT
     )
     w.attn_btn.click(

@@ -108,6 +108,23 @@ def test_course_preset_shape_is_the_models(learner):
     assert "pg-bad" not in html and "data-params=" in html  # k/v heads follow the 7 query heads
 
 
+def test_minute_preset_fills_the_minute_in_one_burst(learner):
+    """ "tiny, 1 minute": the tiny model, train.TINY_MINUTE's schedule, and a default burst that runs all of it; a
+    burst length of the learner's own (or one in seconds) stays when the preset changes."""
+    from playground import train
+    from playground.ui.train_tab import BURST_STEPS, MINUTE, PRESETS
+
+    tiny = learner.predict("tiny", "steps", BURST_STEPS, api_name="/train_preset")
+    minute = learner.predict(MINUTE, "steps", BURST_STEPS, api_name="/train_preset")
+    assert minute[:5] == tiny[:5]  # the same model and learning rate
+    m = train.TINY_MINUTE
+    assert minute[5:] == (m["batch_size"], m["steps"], m["warmup_steps"], m["steps"])
+    assert tiny[6:] == (PRESETS["tiny"]["steps"], PRESETS["tiny"]["warmup"], BURST_STEPS)
+    assert learner.predict("tiny", "steps", minute[8], api_name="/train_preset")[8] == BURST_STEPS  # back
+    assert learner.predict(MINUTE, "steps", 250, api_name="/train_preset")[8] == 250  # the learner's own
+    assert learner.predict(MINUTE, "seconds", 30, api_name="/train_preset")[8] == 30
+
+
 @pytest.mark.slow
 def test_course_preset_starts(app_url):
     """Start with "course (GPU)" trains on a CPU too: it first says that steps take seconds here."""

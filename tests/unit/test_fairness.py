@@ -258,6 +258,7 @@ def test_the_train_tab_builds_while_waiting_and_trains_in_its_turn(prepare):
     prepare=False, only after the grant), and its training runs inside the turn; TURN never reaches the screen."""
     pytest.importorskip("gradio")
     import asyncio
+    import concurrent.futures
     from types import SimpleNamespace
 
     from playground.ui import scheduler as ui
@@ -283,6 +284,8 @@ def test_the_train_tab_builds_while_waiting_and_trains_in_its_turn(prepare):
         outs = [out async for out in gen]
         return outs
 
-    outs = asyncio.run(asyncio.wait_for(drive(), 60))
+    # a thread of its own: a browser test earlier on this xdist worker may leave Playwright's loop running here
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        outs = pool.submit(asyncio.run, asyncio.wait_for(drive(), 60)).result()
     assert outs == [("done",)] and log == ["built", ("trained", True)]
     assert s.snapshot()["running"] == 0  # the turn was released

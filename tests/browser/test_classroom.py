@@ -128,6 +128,11 @@ def test_instructor_mode_is_larger_not_poorer(open_page, tab):
     pg.wait_for_function("() => document.body.classList.contains('pg-instructor')")
     if tab == "tokenize":
         pg.locator("#tok-train-box").get_by_role("button", name="Train your own tokenizer").click()
+        for elem_id in LESSON_CONTROLS[tab]:  # the accordion opens with an animation (CI saw it still closed)
+            try:
+                pg.locator(f"#{elem_id}").wait_for(state="visible", timeout=10_000)
+            except Exception as exc:
+                raise AssertionError(f"#{elem_id} is hidden in instructor mode 10 s after opening its panel") from exc
     m = pg.evaluate(HEADINGS, tab)
     assert m["h2"] > m["h3"] > m["p"] >= 18, m
     assert not m["cut"], f"display formulas wider than the lesson column: {m['cut']}"

@@ -786,7 +786,13 @@ def _training_panel(w: SimpleNamespace, tiny: dict) -> None:
         with gr.Row():  # instructor mode keeps the learning rate and total steps (lesson steps 2 and 4)
             w.lr = gr.Number(tiny["lr"], label="Peak learning rate", minimum=1e-6, maximum=1.0, elem_id="train-lr")
             w.batch = gr.Number(
-                tiny["batch"], label="Batch size", precision=0, minimum=1, maximum=128, elem_classes=["pg-advanced"]
+                tiny["batch"],
+                label="Batch size",
+                precision=0,
+                minimum=1,
+                maximum=128,
+                elem_id="train-batch",
+                elem_classes=["pg-advanced"],
             )
             w.total = gr.Number(
                 tiny["steps"], label="Total steps (schedule)", precision=0, minimum=1, elem_id="train-total"

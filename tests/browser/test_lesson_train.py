@@ -17,6 +17,7 @@ from tests.browser.lesson_steps import (
     number_after,
     run_event,
     says,
+    section,
     set_number,
     settle,
     step_text,
@@ -186,3 +187,24 @@ def test_step_6(lesson_page):
     settle(page, "sample-output")
     assert len(text_of(page, "sample-output")) > 20
     page.get_by_role("tab", name="Train").click()
+
+
+def test_presets(lesson_page):
+    """The presets section: "tiny, 1 minute" sets a 720-step schedule and a burst of all of it; tiny gives back its
+    300 steps in bursts of 100 (the held-out figure is the bench's: `python -m playground bench --only burst`)."""
+    page, text = lesson_page, section(LESSON, "The presets")
+    says(text, "*tiny, 1 minute*", "a batch of 24 and a 720-step schedule", "sets the burst length to 720")
+    says(text, "a 300-step schedule, run in bursts of 100 steps")
+
+    def pick(preset: str, total: int, burst: int, batch: int) -> None:
+        page.locator("#train-preset").get_by_text(preset, exact=True).click()
+        page.wait_for_function(
+            """([t, b, n]) => [['#train-total', t], ['#train-amount', b], ['#train-batch', n]].every(
+                 ([id, v]) => Number(document.querySelector(`${id} input[type=number]`).value) === v)""",
+            arg=[total, burst, batch],
+        )
+
+    assert_visible(page, "train-preset", "train-total", "train-amount")
+    set_number(page, "train-amount", 100)  # the default burst (step 5 left its own)
+    pick("tiny, 1 minute", int(number_after(text, "and a")), int(number_after(text, "burst length to")), 24)
+    pick("tiny", int(number_after(text, "in 20 seconds on a CPU: a")), int(number_after(text, "bursts of")), 32)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from tests.browser.lesson_steps import lesson_page_fixture
 from tests.browser.test_lesson_train import (  # noqa: F401  (collected here with this module's `lesson_page`)
     LESSON,
+    test_presets,
     test_step_1,
     test_step_2,
     test_step_3,

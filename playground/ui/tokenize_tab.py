@@ -415,16 +415,20 @@ def build(ctx: common.TabContext) -> None:
         inputs = [text, choice, compare, ctx.session]
         outputs = [stats, chips, table, stats_b, chips_b]
         go.click(tokenize, inputs, outputs, api_name="tokenize", **common.LIGHT)
-        for comp in (text, choice, compare):  # live: counts and chips follow the typing
-            comp.change(
-                tokenize,
-                inputs,
-                outputs,
-                api_name=f"tokenize_on_{comp.elem_id.replace('-', '_')}",
-                api_visibility="private",
-                show_progress="hidden",
-                **common.LIGHT,
-            )
+        # live: counts and chips follow the typing. One event for the three triggers, so a page's requests run one
+        # after another and the last change wins; three events ran side by side, and the answer for an older text
+        # (a tokenizer change) could land after the one for the newer text and stay on screen (CI saw it).
+        gr.on(
+            [text.change, choice.change, compare.change],
+            tokenize,
+            inputs,
+            outputs,
+            api_name="tokenize_live",
+            api_visibility="private",
+            show_progress="hidden",
+            trigger_mode="always_last",
+            **common.LIGHT,
+        )
         ctx.demo.load(tokenize, inputs, outputs, api_name="tokenize_on_load", api_visibility="private", **common.LIGHT)
         train_btn.click(
             train,

@@ -872,8 +872,8 @@ def _wire(ctx: common.TabContext, w: SimpleNamespace) -> None:
     w.stop_btn.click(stopped, [ctx.session], [w.status], cancels=bursts, api_name="train_stop", **common.LIGHT)
     w.reset_btn.click(reset, [ctx.session], outs, cancels=bursts, api_name="train_reset", **common.LIGHT)
     shape_in = [w.arch, w.preset, w.n_layer, w.n_head, w.n_embd, w.context]
-    for knob in (w.arch, w.n_layer, w.n_head, w.n_embd, w.context):
-        knob.change(param_info, shape_in, [w.params], api_name=False, **common.LIGHT)
+    knobs_changed = [k.change for k in (w.arch, w.n_layer, w.n_head, w.n_embd, w.context)]  # one event: in order
+    gr.on(knobs_changed, param_info, shape_in, [w.params], api_name=False, trigger_mode="always_last", **common.LIGHT)
     preset_out = [w.n_layer, w.n_head, w.n_embd, w.context, w.lr, w.batch, w.total, w.warmup, w.amount]
     preset_in = [w.preset, w.mode, w.amount]
     w.preset.change(apply_preset, preset_in, preset_out, api_name="train_preset", **common.LIGHT).then(

@@ -133,6 +133,9 @@ def test_instructor_mode_is_larger_not_poorer(open_page, tab):
                 pg.locator(f"#{elem_id}").wait_for(state="visible", timeout=10_000)
             except Exception as exc:
                 raise AssertionError(f"#{elem_id} is hidden in instructor mode 10 s after opening its panel") from exc
+    pg.wait_for_function(  # the lesson has rendered (CI once measured the start page before its h2 existed)
+        "tab => ['h2', 'h3', 'p'].every(s => document.querySelector(`#tab-${tab} .pg-lesson-text ${s}`))", arg=tab
+    )
     m = pg.evaluate(HEADINGS, tab)
     assert m["h2"] > m["h3"] > m["p"] >= 18, m
     assert not m["cut"], f"display formulas wider than the lesson column: {m['cut']}"

@@ -148,3 +148,23 @@ def test_course_settings_one_click_away_beside_the_bundled(fresh):
     # the byte chips of the course tokenizer are printable ASCII characters' UTF-8 bytes
     assert "&lt;0x21&gt;" in chips_c or "<0x21>" in chips_c  # "!"
     assert all(c in string.printable for c in text)
+
+
+def test_live_tokenizing_is_one_event_whose_last_change_wins(app_url):
+    """The text, the tokenizer and the comparison re-tokenize through one event with trigger_mode always_last, so
+    a page's requests run one after another: three events ran side by side, and the answer for an older text could
+    land after the newer one's and stay on screen (CI saw an emptied text box keep its old counts for 60 s)."""
+    import json
+    import urllib.request
+
+    config = json.loads(urllib.request.urlopen(app_url + "config", timeout=30).read())
+    elem = {c["id"]: c.get("props", {}).get("elem_id") for c in config["components"]}
+    watched = {"tok-text", "tok-choice", "tok-compare"}
+    live = [
+        d
+        for d in config["dependencies"]
+        if any(elem.get(t[0]) in watched and t[1] == "change" for t in d["targets"])
+        and d.get("api_name", "").startswith("tokenize")
+    ]
+    assert len(live) == 1, [(d.get("api_name"), d["targets"]) for d in live]
+    assert {elem[t[0]] for t in live[0]["targets"]} == watched and live[0]["trigger_mode"] == "always_last"

@@ -158,9 +158,9 @@ def test_step_4(lesson_page):
 
 
 def test_step_5(lesson_page):
-    """my text, 300 steps: the train loss goes far below the validation loss (overfitting)."""
+    """my text, 100 steps: the train loss goes far below the validation loss (overfitting)."""
     page, step = lesson_page, step_text(LESSON, 5)
-    says(step, "choose *my text*", "train for 300 steps", "far below the validation loss")
+    says(step, "choose *my text*", "train for 100 steps", "far below the validation loss")
     set_number(page, "train-lr", number_after(step, "learning rate back to"))
     choose(page, "train-source", "my text (paste or upload)", leave="#train-text textarea")  # *my text*
     fill_text(page, "train-text", PAGE)

@@ -547,11 +547,12 @@ def _unflatten_optimizer(tensors: dict, groups: list[dict], optimizer: torch.opt
 # validation curve every 25 steps from 2 batches per split (cheap on a CPU), and a 40-token sample with it.
 TAB_BURST: dict = {"eval_interval": 25, "eval_iters": 2, "sample_tokens": 40,
                    "sample_prompt": "It is a truth universally acknowledged"}  # fmt: skip
-# The tiny model trained for one minute of one CPU thread (issue 22): batch 24 and a 720-step schedule end in ~56 s
-# on an idle core, the tab's evaluations included (~78 ms a step). Measured on Austen, the tab's held-out figure at
-# the end of a burst of the whole schedule: 300 steps of batch 32 (the tiny preset) 5.46; 600 of 32 4.91 in 61 s;
-# 760 of 24 4.89 in 59 s; 1,100 of 16 4.95 in 58 s; lr 7e-3 4.95. The Train tab offers it as "tiny, 1 minute" and
-# the bench's CPU-burst row measures it in 60 s (`python -m playground bench --only burst --threads 1`).
+# The tiny model trained for one minute of one CPU thread (issue 22): batch 24 and a 720-step schedule ended in
+# 51.3 s on an idle core, the tab's evaluations included (~71 ms a step). Measured on Austen, the tab's held-out
+# figure at the end of a burst of the whole schedule: 300 steps of batch 32 (the tiny preset) 5.46; 600 of 32 4.91
+# in 61 s; 760 of 24 4.89 in 59 s; 720 of 24 4.90 in 51 s; 1,100 of 16 4.95 in 58 s; lr 7e-3 4.95. The Train tab
+# offers it as "tiny, 1 minute" and the bench's CPU-burst row measures it in 60 s
+# (`python -m playground bench --only burst --threads 1`).
 TINY_MINUTE: dict = {"batch_size": 24, "steps": 720, "warmup_steps": 30}
 # Training settings that go with each model preset: "tiny" is tuned to learn visibly on a 2-core CPU
 # (validation loss from ln 4096 = 8.3 to below 5.5 nats/token within 20 seconds); "course" is the course's

@@ -766,8 +766,9 @@ def _model_panel(w: SimpleNamespace, tiny: dict) -> None:
                 list(PRESETS),
                 value="tiny",
                 label="Preset",
-                info="tiny: a 300-step schedule, ~20 s on a CPU; tiny, 1 minute: the same model, 720 steps in one "
-                "burst of about a minute (a lower loss); course: the course's 19.8M-parameter model, for a GPU",
+                info=f"tiny: a {PRESETS['tiny']['steps']}-step schedule, ~20 s on a CPU; {MINUTE}: the same model, "
+                f"{PRESETS[MINUTE]['steps']} steps in one burst of about a minute (a lower loss); course: the "
+                "course's 19.8M-parameter model, for a GPU",
                 elem_id="train-preset",
             )
         with gr.Row(elem_classes=["pg-advanced"]):
